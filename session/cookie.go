@@ -1,0 +1,101 @@
+package session
+
+import (
+	"net/http"
+	"time"
+)
+
+// validCookieName reports whether name is an RFC 6265 token.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || c == '=' || c == ';' || c == ',' || c == '"' || c == '\\' ||
+			c == '(' || c == ')' || c == '<' || c == '>' || c == '@' || c == ':' || c == '/' ||
+			c == '[' || c == ']' || c == '?' || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
+
+// clientID returns the first well-formed session id the request presents,
+// or "". Malformed values are dropped here, before any store I/O; with
+// several cookies of the session's name (a sibling subdomain can plant one)
+// the first well-formed one is tried.
+func (m *Manager) clientID(r *http.Request) string {
+	if m.opts.Header != "" {
+		id, _ := ParseID(r.Header.Get(m.opts.Header))
+		return id
+	}
+	for _, c := range r.CookiesNamed(m.opts.Cookie.Name) {
+		if id, err := ParseID(c.Value); err == nil {
+			return id
+		}
+	}
+	return ""
+}
+
+// setID sends id to the client: a cookie, or the configured header.
+func (m *Manager) setID(h http.Header, id string, expires time.Time) {
+	if m.opts.Header != "" {
+		h.Set(m.opts.Header, id)
+		return
+	}
+	c := m.cookie(id)
+	if m.opts.Cookie.Persist {
+		c.MaxAge = max(1, int(time.Until(expires).Seconds()))
+	}
+	setCookie(h, c)
+}
+
+// clearID tells the client to forget its id.
+func (m *Manager) clearID(h http.Header) {
+	if m.opts.Header != "" {
+		h.Set(m.opts.Header, "")
+		return
+	}
+	c := m.cookie("")
+	c.MaxAge = -1
+	setCookie(h, c)
+}
+
+func (m *Manager) cookie(value string) *http.Cookie {
+	o := &m.opts.Cookie
+	return &http.Cookie{
+		Name:        o.Name,
+		Value:       value,
+		Path:        o.Path,
+		Domain:      o.Domain,
+		Secure:      !o.Insecure,
+		HttpOnly:    true,
+		SameSite:    o.SameSite,
+		Partitioned: o.Partitioned,
+	}
+}
+
+// setCookie replaces any Set-Cookie of the same name already on h, so a
+// session renewed and saved in one request sends the client one value.
+func setCookie(h http.Header, c *http.Cookie) {
+	v := c.String()
+	if v == "" {
+		return
+	}
+	prefix := c.Name + "="
+	lines := h["Set-Cookie"]
+	for i, l := range lines {
+		if len(l) >= len(prefix) && l[:len(prefix)] == prefix {
+			lines[i] = v
+			return
+		}
+	}
+	h.Add("Set-Cookie", v)
+	// A response that sets a session cookie must not be cached by shared
+	// caches, or one user's cookie is served to the next.
+	h.Add("Vary", "Cookie")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", `no-cache="Set-Cookie"`)
+	}
+}
