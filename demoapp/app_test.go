@@ -467,4 +467,3 @@ func TestNewValidatesConfig(t *testing.T) {
 }
 
 type registererOnly struct{ prometheus.Registerer }
-
