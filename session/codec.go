@@ -31,8 +31,28 @@ func (JSONCodec) Encode(v any) ([]byte, error) {
 
 // Decode decodes JSON data into the value v points to.
 func (JSONCodec) Decode(data []byte, v any) error {
+	// Strings without escapes are the commonest attribute (a user name, a
+	// flash message); they skip the reflective decoder.
+	if p, ok := v.(*string); ok && len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' {
+		if inner := data[1 : len(data)-1]; plainJSONString(inner) {
+			*p = string(inner)
+			return nil
+		}
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("session: decode value: %w", err)
 	}
 	return nil
+}
+
+// plainJSONString reports whether b, the inside of a JSON string literal,
+// is plain printable ASCII with no escapes or quotes, so that its bytes are
+// its value.
+func plainJSONString(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

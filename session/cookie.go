@@ -2,6 +2,8 @@ package session
 
 import (
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 )
 
@@ -30,9 +32,24 @@ func (m *Manager) clientID(r *http.Request) string {
 		id, _ := ParseID(r.Header.Get(m.opts.Header))
 		return id
 	}
-	for _, c := range r.CookiesNamed(m.opts.Cookie.Name) {
-		if id, err := ParseID(c.Value); err == nil {
-			return id
+	// A scan of the Cookie headers for one name, rather than
+	// r.CookiesNamed: it allocates nothing, and this runs on every request
+	// that touches its session.
+	name := m.opts.Cookie.Name
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			part = textproto.TrimString(part)
+			v, ok := strings.CutPrefix(part, name)
+			if !ok || len(v) == 0 || v[0] != '=' {
+				continue
+			}
+			v = v[1:]
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1] // RFC 6265 allows a quoted cookie-value
+			}
+			if id, err := ParseID(v); err == nil {
+				return id
+			}
 		}
 	}
 	return ""

@@ -20,15 +20,17 @@ var ErrCommitFailed = errors.New("session: session could not be saved; the respo
 // working through it.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := m.newSession(r)
-		sw := &responseWriter{ResponseWriter: w, s: s, r: r}
+		// One allocation for both halves of the request's session state.
+		st := &struct {
+			s  Session
+			rw responseWriter
+		}{}
+		s, sw := &st.s, &st.rw
+		s.m, s.ctx, s.req = m, r.Context(), r
+		*sw = responseWriter{ResponseWriter: w, s: s, r: r}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
 		sw.commit()
 	})
-}
-
-func (m *Manager) newSession(r *http.Request) *Session {
-	return &Session{m: m, ctx: r.Context(), clientID: m.clientID(r)}
 }
 
 // responseWriter commits the session on the first write of the response.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -35,11 +36,11 @@ func FromContext(ctx context.Context) *Session {
 type Session struct {
 	m   *Manager
 	ctx context.Context
+	req *http.Request // the id is read from it at load time
 
-	mu       sync.Mutex
-	clientID string // well-formed id the client presented, "" if none
-	loaded   bool
-	err      error // load failure; the request is answered by ErrorHandler
+	mu     sync.Mutex
+	loaded bool
+	err    error // load failure; the request is answered by ErrorHandler
 
 	id        string // current id; "" until a fresh session is first saved
 	exists    bool   // the store holds id
@@ -62,12 +63,13 @@ func (s *Session) load() error {
 		return s.err
 	}
 	s.loaded = true
-	if s.clientID == "" {
+	m := s.m
+	clientID := m.clientID(s.req)
+	if clientID == "" {
 		return nil
 	}
-	m := s.m
 	m.stats.loads.Add(1)
-	rec, err := m.store.Load(s.ctx, s.clientID)
+	rec, err := m.store.Load(s.ctx, clientID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// An unknown id starts a fresh session with a fresh id: a client
@@ -75,7 +77,7 @@ func (s *Session) load() error {
 		return nil
 	case err != nil:
 		m.stats.errors.Add(1)
-		s.err = fmt.Errorf("load session %s: %w", Fingerprint(s.clientID), err)
+		s.err = fmt.Errorf("load session %s: %w", Fingerprint(clientID), err)
 		return s.err
 	}
 	if m.expired(rec, m.opts.Now()) {
