@@ -46,6 +46,10 @@ const (
 	cookieValueLen = (cookieRawLen*8 + 5) / 6 // unpadded base64
 )
 
+// cookieEncoding is strict so that exactly one text encodes a cookie: a
+// value with altered padding bits is rejected like any other tampering.
+var cookieEncoding = base64.RawURLEncoding.Strict()
+
 // backendToken derives the opaque name a sticky cookie carries for a
 // backend: an HMAC of its id, so the cookie reveals neither id nor address,
 // and every balancer sharing the secret derives the same token (a client
@@ -166,7 +170,7 @@ func (c *cookiePolicy) verify(v string) (tok [tokenLen]byte, issued int64, ok bo
 		return tok, 0, false
 	}
 	var raw [cookieRawLen]byte
-	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(v)); err != nil || n != cookieRawLen {
+	if n, err := cookieEncoding.Decode(raw[:], []byte(v)); err != nil || n != cookieRawLen {
 		return tok, 0, false
 	}
 	var want [sha256.Size]byte
@@ -197,7 +201,7 @@ func (c *cookiePolicy) sign(tok [tokenLen]byte, nowS int64) string {
 	var sum [sha256.Size]byte
 	c.mac(sum[:0], raw[:tokenLen+4])
 	copy(raw[tokenLen+4:], sum[:cookieMACLen])
-	return base64.RawURLEncoding.EncodeToString(raw[:])
+	return cookieEncoding.EncodeToString(raw[:])
 }
 
 // Pin sets the cookie when the request was not already pinned to b, or
