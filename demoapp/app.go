@@ -38,7 +38,8 @@ type Config struct {
 	// DefaultPassword.
 	Password string
 
-	// Logger receives logins and failures. Default slog.Default().
+	// Logger receives logins and failures. Default slog.Default(). The App
+	// adds no node attribute of its own: give it a logger that has one.
 	Logger *slog.Logger
 
 	// Registry is where the App registers its metrics; GET /metrics serves
@@ -73,8 +74,8 @@ type App struct {
 // NodeID or Manager is missing or invalid, or when the metrics cannot be
 // registered (for example because Registry already holds them).
 func New(cfg Config) (*App, error) {
-	if !validName(cfg.NodeID) {
-		return nil, fmt.Errorf("demoapp: Config.NodeID %q must be 1–64 characters of A-Z a-z 0-9 _ . -", cfg.NodeID)
+	if err := CheckNodeID(cfg.NodeID); err != nil {
+		return nil, fmt.Errorf("demoapp: Config.NodeID: %w", err)
 	}
 	if cfg.Manager == nil {
 		return nil, errors.New("demoapp: Config.Manager is nil")
@@ -151,6 +152,15 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // NodeID returns the node id the App answers with.
 func (a *App) NodeID() string { return a.node }
+
+// CheckNodeID returns an error unless id is a valid node id: 1–64
+// characters of [A-Za-z0-9_.-], safe in a header, a page and a metric label.
+func CheckNodeID(id string) error {
+	if !validName(id) {
+		return fmt.Errorf("node id %q must be 1–64 characters of A-Z a-z 0-9 _ . -", id)
+	}
+	return nil
+}
 
 // validName reports whether s is 1–64 characters of [A-Za-z0-9_.-], the
 // shape of both usernames and node ids.

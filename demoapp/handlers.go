@@ -69,7 +69,7 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !a.passwordOK(c.Password) {
-		a.log.InfoContext(r.Context(), "login refused: wrong password", "user", c.Username, "node", a.node)
+		a.log.InfoContext(r.Context(), "login refused: wrong password", "user", c.Username)
 		fail(http.StatusUnauthorized, "bad_password", "wrong password", c)
 		return
 	}
@@ -93,7 +93,7 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.metrics.logins.WithLabelValues("ok").Inc()
-	a.log.InfoContext(r.Context(), "login", "user", c.Username, "node", a.node)
+	a.log.InfoContext(r.Context(), "login", "user", c.Username)
 	if asJSON {
 		writeJSON(w, http.StatusOK, loginBody{Node: a.node, User: c.Username})
 		return
@@ -110,7 +110,7 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user != "" {
-		a.log.InfoContext(r.Context(), "logout", "user", user, "node", a.node)
+		a.log.InfoContext(r.Context(), "logout", "user", user)
 	}
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, nodeBody{Node: a.node})
@@ -197,7 +197,7 @@ func (a *App) followNode(r *http.Request, s *session.Session) string {
 	}
 	if err := s.Put(keyNode, a.node); err != nil {
 		// Only the "your session moved" notice depends on it.
-		a.log.WarnContext(r.Context(), "record serving node", "node", a.node, "error", err)
+		a.log.WarnContext(r.Context(), "record serving node", "error", err)
 	}
 	return prev
 }
@@ -231,7 +231,7 @@ func (a *App) crossOrigin(w http.ResponseWriter, r *http.Request) {
 // serverError answers 500 for a failure the client cannot fix; the cause
 // goes to the log only.
 func (a *App) serverError(w http.ResponseWriter, r *http.Request, asJSON bool, what string, err error) {
-	a.log.LogAttrs(r.Context(), slog.LevelError, what, slog.String("node", a.node), slog.String("error", err.Error()))
+	a.log.LogAttrs(r.Context(), slog.LevelError, what, slog.String("error", err.Error()))
 	const msg = "internal error"
 	if asJSON {
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: msg})
