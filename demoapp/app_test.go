@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/roamsession/roam/session"
+	"github.com/roamsession/roam/store/memstore"
 )
 
 func TestLoginCounterLogoutStory(t *testing.T) {
@@ -467,3 +468,35 @@ func TestNewValidatesConfig(t *testing.T) {
 }
 
 type registererOnly struct{ prometheus.Registerer }
+
+// A store that is down (here a closed memstore, which answers every call
+// with ErrClosed) gets the Manager's 503, still naming the node, and never
+// a page that pretends the user is logged out or in.
+func TestStoreDownAnswers503(t *testing.T) {
+	ms := memstore.New(memstore.Options{})
+	app := newApp(t, "n1", ms)
+	c := newClient(t, serve(t, app))
+	c.login("alice", "roam")
+	if err := ms.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ method, path, contentType, body string }{
+		{"GET", "/", "", ""},
+		{"GET", "/api/me", "", ""},
+		{"POST", "/api/counter", "", ""},
+		{"POST", "/logout", "", ""},
+		{"POST", "/login", "application/x-www-form-urlencoded", "username=bob&password=roam"},
+	} {
+		resp, body := c.do(r.method, r.path, r.contentType, r.body)
+		wantStatus(t, r.method+" "+r.path+" with the store down", resp, body, http.StatusServiceUnavailable)
+		if n := resp.Header.Get(NodeHeader); n != "n1" {
+			t.Errorf("%s %s: 503 without %s (got %q)", r.method, r.path, NodeHeader, n)
+		}
+	}
+	resp, body := c.do("GET", "/healthz", "", "")
+	wantStatus(t, "/healthz with the store down", resp, body, http.StatusOK)
+	_, body = c.do("GET", "/metrics", "", "")
+	if !strings.Contains(body, `roam_node_http_requests_total{code="503",route="GET /api/me"} 1`) {
+		t.Errorf("/metrics does not count the 503 of GET /api/me")
+	}
+}
