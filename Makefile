@@ -1,0 +1,100 @@
+# roam: build, test and CI entry points. `make test` is what CI runs.
+#
+#   make deps    install the Debian packages behind the real servers the tests
+#                start (as root; otherwise it only lists what is missing)
+#   make test    deps, go vet, then every test with the race detector
+#   make bench   every benchmark, once
+#   make fuzz    each Fuzz target for FUZZTIME
+#   make cover   tests with a coverage profile and its total
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO           ?= go
+PKGS         ?= ./...
+# Per test binary. The slowest packages start real clusters and crash them.
+TEST_TIMEOUT ?= 10m
+FUZZTIME     ?= 30s
+BENCHTIME    ?= 1s
+COVERPROFILE ?= coverage.out
+
+# binary:Debian package, for everything the tests, `roam bench` and the
+# browser tests run as a real process. postgres is looked for in
+# /usr/lib/postgresql/*/bin, where Debian keeps it off PATH.
+DEPS := \
+	redis-server:redis-server \
+	redis-sentinel:redis-sentinel \
+	redis-cli:redis-tools \
+	memcached:memcached \
+	mariadbd:mariadb-server \
+	postgres:postgresql \
+	chromium:chromium \
+	chromedriver:chromium-driver \
+	haproxy:haproxy \
+	nginx:nginx \
+	wrk:wrk
+
+.PHONY: all build deps vet test bench fuzz cover
+
+all: test
+
+build:
+	$(GO) build $(PKGS)
+
+# Quiet when everything is present. When something is missing and we are
+# root: one apt-get update, then one apt-get install of what is missing.
+# policy-rc.d (unless one exists already) keeps the packages' system
+# services (redis on 6379, mariadb, postgresql, nginx, haproxy) from
+# starting: the tests start their own on free ports.
+deps:
+	@have() { \
+	  if [ "$$1" = postgres ] && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then return 0; fi; \
+	  if command -v "$$1" >/dev/null 2>&1; then return 0; fi; \
+	  for d in /usr/sbin /usr/local/sbin /sbin; do if [ -x "$$d/$$1" ]; then return 0; fi; done; \
+	  return 1; \
+	}; \
+	missing=""; \
+	for pair in $(DEPS); do \
+	  if ! have "$${pair%%:*}"; then missing="$$missing $${pair#*:}"; fi; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "make deps: missing Debian packages:$$missing" >&2; \
+	  echo "make deps: not root, so not installing; run: sudo apt-get install -y$$missing" >&2; \
+	  echo "make deps: until then the tests that need them skip (and fail under CI=true)" >&2; \
+	  exit 0; \
+	fi; \
+	echo "make deps: installing$$missing"; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq; \
+	apt-get install -y -qq $$missing >/dev/null; \
+	for pair in $(DEPS); do \
+	  if ! have "$${pair%%:*}"; then echo "make deps: $${pair%%:*} still missing after installing $${pair#*:}" >&2; exit 1; fi; \
+	done
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Every Fuzz target, found with `go test -list`, one after another: -fuzz
+# takes exactly one target in one package.
+fuzz: deps
+	@for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
+	  for target in $$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); do \
+	    echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	  done; \
+	done
+
+cover: deps
+	$(GO) test -count=1 -covermode=atomic -coverprofile=$(COVERPROFILE) -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(GO) tool cover -func=$(COVERPROFILE) | tail -n 1
