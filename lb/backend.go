@@ -64,6 +64,7 @@ type Backend struct {
 	checked  atomic.Int64 // unix nanoseconds of the last active check
 
 	latency prometheus.Observer
+	conns   connPool // idle connections of the fast upstream client
 }
 
 // ID returns the backend's configured id.

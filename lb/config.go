@@ -130,6 +130,9 @@ type Config struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// Backends are the servers to balance over.
 	Backends []BackendConfig `yaml:"backends"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener, for profiling the balancer under load. Default off.
+	Pprof bool `yaml:"pprof"`
 
 	// Logger receives the balancer's logs; default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -246,7 +249,7 @@ type PoolConfig struct {
 	// default 512. (The standard library's default of 2 costs about 40%
 	// of throughput under load.)
 	MaxIdlePerBackend int `yaml:"max_idle_per_backend"`
-	// IdleTimeout closes idle backend connections; default 90s.
+	// IdleTimeout closes idle backend connections; default 30s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
@@ -371,7 +374,10 @@ func (c *Config) Provision() error {
 		c.Limits.MaxBodyBytes = 32 << 20
 	}
 	defI(&c.Pool.MaxIdlePerBackend, 512)
-	defD(&c.Pool.IdleTimeout, 90*time.Second)
+	// Below the usual backend keep-alive timeouts (nginx 75s, many Go
+	// servers 60s+), so the balancer closes an idle connection before the
+	// backend does and rarely meets one closed under its feet.
+	defD(&c.Pool.IdleTimeout, 30*time.Second)
 	defD(&c.DrainTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -95,6 +95,7 @@ func (l *LB) checkLoop(ctx context.Context, b *Backend) {
 				l.log.Warn("backend down", "backend", b.id, "url", b.url.String(), "reason", reason)
 			}
 		}
+		b.conns.reap(l.rt.Load().up.idleTimeout)
 		wait := hc.Interval.D()
 		if hc.Interval.IsOff() {
 			wait = time.Second // still watch passive ejections

@@ -73,6 +73,7 @@ type runtime struct {
 	pinner    Pinner
 	trusted   []netip.Prefix
 	transport *http.Transport
+	up        *upstream
 	retryOn   []int
 }
 
@@ -152,7 +153,7 @@ func (l *LB) publish(cfg *Config, all []*Backend, tr *http.Transport) error {
 	if err != nil {
 		return err
 	}
-	rt := &runtime{cfg: cfg, all: all, policy: pol, trusted: cfg.trusted, transport: tr, retryOn: cfg.Retries.OnStatus}
+	rt := &runtime{cfg: cfg, all: all, policy: pol, trusted: cfg.trusted, transport: tr, up: newUpstream(cfg), retryOn: cfg.Retries.OnStatus}
 	rt.pinner, _ = pol.(Pinner)
 	l.rt.Store(rt)
 	return nil
@@ -292,6 +293,9 @@ func (l *LB) Serve(ctx context.Context, ln, admin net.Listener) error {
 	stopHealth()
 	l.wg.Wait()
 	l.rt.Load().transport.CloseIdleConnections()
+	for _, b := range l.rt.Load().all {
+		b.conns.closeAll(false)
+	}
 	l.mu.Lock()
 	l.running = false
 	l.runCtx = nil
@@ -447,6 +451,7 @@ func mustURL(s string) string {
 // retire takes a removed backend out of service. The caller holds l.mu.
 func (l *LB) retire(b *Backend) {
 	b.removed.Store(true)
+	b.conns.closeAll(true)
 	l.stopChecker(b)
 	l.metrics.latency.DeleteLabelValues(b.id)
 }

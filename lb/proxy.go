@@ -92,23 +92,18 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgrade := upgradeType(r.Header)
 	prepareRequestHeaders(r, peer, trusted, upgrade, rs)
 
-	out := *r
-	out.RequestURI = ""
-	out.Close = false
-	u := *r.URL
-	out.URL = &u
 	var body *trackedBody
-	if r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && len(r.TransferEncoding) == 0) {
-		out.Body = nil
-	} else {
+	if !(r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && len(r.TransferEncoding) == 0)) {
 		rc := r.Body
 		if max := cfg.Limits.MaxBodyBytes; max > 0 {
 			rc = http.MaxBytesReader(w, rc, max)
 		}
 		body = &trackedBody{rc: rc}
-		out.Body = body
 		defer rc.Close()
 	}
+	// out is the request for net/http's Transport, made on first use: the
+	// fast path writes r itself.
+	var out *http.Request
 	idempotent := isIdempotent(r.Method)
 	maxRetries := cfg.Retries.Max
 	l.budget.deposit()
@@ -127,15 +122,24 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rs.tried = append(rs.tried, b)
-		out.URL.Scheme, out.URL.Host = b.scheme, b.host
-		if b.prefix != "" {
-			out.URL.Path = b.prefix + r.URL.Path
-			if r.URL.RawPath != "" {
-				out.URL.RawPath = b.prefix + r.URL.RawPath
-			}
-		}
 		b.active.Add(1)
-		resp, err := rt.transport.RoundTrip(&out)
+		var resp *http.Response
+		var err error
+		if body == nil && upgrade == "" && b.scheme == "http" {
+			resp, err = rt.up.roundTrip(r.Context(), r, b, idempotent)
+		} else {
+			if out == nil {
+				out = outgoing(r, body)
+			}
+			out.URL.Scheme, out.URL.Host = b.scheme, b.host
+			if b.prefix != "" {
+				out.URL.Path = b.prefix + r.URL.Path
+				if r.URL.RawPath != "" {
+					out.URL.RawPath = b.prefix + r.URL.RawPath
+				}
+			}
+			resp, err = rt.transport.RoundTrip(out)
+		}
 		if err != nil {
 			b.active.Add(-1)
 			if r.Context().Err() != nil {
@@ -143,6 +147,10 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			kind := classify(err)
+			if kind == "connect" {
+				// Its other idle connections are as dead as this one.
+				b.conns.closeAll(false)
+			}
 			if errors.Is(err, errBodyTooLarge) || isMaxBytes(err) {
 				l.fail(w, http.StatusRequestEntityTooLarge, "body_too_large")
 				return
@@ -192,6 +200,22 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.writeResponse(w, r, resp, b, rt, pool, start)
 		return
 	}
+}
+
+// outgoing returns the request net/http's Transport sends for r: a
+// shallow copy with its own URL (set per attempt) and the tracked body.
+func outgoing(r *http.Request, body *trackedBody) *http.Request {
+	out := new(http.Request)
+	*out = *r
+	out.RequestURI = ""
+	out.Close = false
+	u := *r.URL
+	out.URL = &u
+	out.Body = nil
+	if body != nil {
+		out.Body = body
+	}
+	return out
 }
 
 // writeResponse copies the backend's response to the client, flushing as
@@ -284,6 +308,9 @@ func isMaxBytes(err error) bool {
 // timeout (no response in time) and reset (anything else: the connection
 // broke after the request may have been sent).
 func classify(err error) string {
+	if errors.Is(err, errNotSent) {
+		return "connect"
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return "connect"
