@@ -139,8 +139,15 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 		return err
 	}
 	// Copy before locking: the copies are ours whatever happens, and the
-	// shard's lock is held only for the map updates.
-	set := copyValues(d.Set)
+	// shard's lock is held only for the updates. Each value gets its own
+	// allocation, since a stored value may later be replaced on its own and
+	// must not keep a shared buffer (and its neighbours' bytes) alive. The
+	// array keeps the usual small delta off the heap.
+	var small [4]attr
+	set := small[:0]
+	for k, v := range d.Set {
+		set = append(set, attr{k, append(make([]byte, 0, len(v)), v...)})
+	}
 	now := s.t.now()
 	sh := s.t.shard(id)
 	sh.mu.Lock()
@@ -156,14 +163,15 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 		if !d.Create {
 			return session.ErrNotFound
 		}
-		e = &entry{values: make(map[string][]byte, len(set)), created: d.Created}
+		e = &entry{created: d.Created}
+		e.kvs = make([]attr, 0, len(set))
 		sh.m[id] = e
 	}
 	for _, k := range d.Del {
-		delete(e.values, k)
+		e.del(k)
 	}
-	for k, v := range set {
-		e.values[k] = v
+	for _, p := range set {
+		e.set(p.k, p.v)
 	}
 	if d.SetPrincipal && d.Principal != e.principal {
 		s.t.index.move(id, e.principal, d.Principal)

@@ -35,9 +35,9 @@ type shard struct {
 
 // entry is a stored session. It is changed in place under its shard's write
 // lock and copied out under the read lock; nothing outside the store ever
-// sees its maps or slices.
+// sees its slices.
 type entry struct {
-	values    map[string][]byte
+	attrs
 	principal string
 	created   time.Time
 	touched   time.Time
@@ -54,44 +54,16 @@ func (e *entry) expired(now time.Time) bool {
 	return !e.expires.IsZero() && !now.Before(e.expires)
 }
 
-// record returns a copy of e as a session.Record. All values are copied
-// into one allocation, which keeps the read path to a few allocations
-// whatever the number of attributes; each value is capped at its own
-// length so that a caller appending to one cannot write into the next.
+// record returns a copy of e as a session.Record.
 func (e *entry) record(id string) *session.Record {
-	n := 0
-	for _, v := range e.values {
-		n += len(v)
-	}
-	buf := make([]byte, n)
-	values := make(map[string][]byte, len(e.values))
-	for k, v := range e.values {
-		c := buf[:len(v):len(v)]
-		copy(c, v)
-		buf = buf[len(v):]
-		values[k] = c
-	}
 	return &session.Record{
 		ID:        id,
-		Values:    values,
+		Values:    e.copyOut(),
 		Principal: e.principal,
 		Created:   e.created,
 		Touched:   e.touched,
 		Expires:   e.expires,
 	}
-}
-
-// copyValues returns a deep copy of m, each value in its own allocation: a
-// stored value may later be replaced on its own, and must not keep a
-// shared buffer (and its neighbours' bytes) alive.
-func copyValues(m map[string][]byte) map[string][]byte {
-	c := make(map[string][]byte, len(m))
-	for k, v := range m {
-		b := make([]byte, len(v))
-		copy(b, v)
-		c[k] = b
-	}
-	return c
 }
 
 // drop removes e, stored under id in sh, from sh and the principal index.

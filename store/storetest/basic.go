@@ -51,7 +51,7 @@ func checkNotFound(ctx context.Context, s session.Store, o *Options) error {
 	if err := wantNotFound(ctx, s, session.NewID(), "nothing (an id never created)"); err != nil {
 		return err
 	}
-	// A second store-wide state: with other sessions present, still absent.
+	// Still absent when the store holds other sessions.
 	if _, err := create(ctx, s, vals("a", "1"), ""); err != nil {
 		return err
 	}

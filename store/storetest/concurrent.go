@@ -203,32 +203,45 @@ func consistentGen(rec *session.Record, keys int) error {
 }
 
 // checkDeleteIsFinal: a session deleted while other goroutines keep
-// writing to it (a logout racing the user's other tabs) stays deleted. An
-// Apply without Create that starts after Delete returned must fail with
+// writing to it (a logout racing the user's other tabs) stays deleted. A
+// write without Create that starts after Delete returned must fail with
 // ErrNotFound; ones that overlap it may succeed or fail, but nothing
-// brings the session back.
+// brings the session back. Every writer makes at least one write after
+// Delete returned, however the goroutines happen to be scheduled.
 func checkDeleteIsFinal(ctx context.Context, s session.Store, o *Options) error {
-	const rounds, writers, attempts = 20, 4, 200
+	const rounds, writers, attempts = 20, 4, 100
 	t, hasTouch := o.toucher(s)
 	for round := range rounds {
 		id, err := create(ctx, s, vals("user", "alice"), "")
 		if err != nil {
 			return err
 		}
-		var deleted atomic.Bool
+		deleted := make(chan struct{})
+		isDeleted := func() bool {
+			select {
+			case <-deleted:
+				return true
+			default:
+				return false
+			}
+		}
 		var started, wg sync.WaitGroup
 		var bad errList
 		started.Add(writers)
 		for w := range writers {
 			wg.Go(func() {
-				signalled := false
-				defer func() {
-					if !signalled {
-						started.Done()
+				var once sync.Once
+				defer once.Do(started.Done)
+				for n := 0; ; n++ {
+					if n == attempts {
+						// Done racing: wait for Delete, then write once more.
+						select {
+						case <-deleted:
+						case <-ctx.Done():
+							return
+						}
 					}
-				}()
-				for n := range attempts {
-					after := deleted.Load()
+					after := isDeleted()
 					var err error
 					now := time.Now()
 					if hasTouch && w%2 == 1 {
@@ -236,10 +249,7 @@ func checkDeleteIsFinal(ctx context.Context, s session.Store, o *Options) error 
 					} else {
 						err = s.Apply(ctx, id, session.Delta{Set: vals(fmt.Sprintf("w%d", w), strconv.Itoa(n)), Touched: now})
 					}
-					if !signalled {
-						signalled = true
-						started.Done()
-					}
+					once.Do(started.Done)
 					switch {
 					case errors.Is(err, session.ErrNotFound):
 						return
@@ -254,11 +264,12 @@ func checkDeleteIsFinal(ctx context.Context, s session.Store, o *Options) error 
 			})
 		}
 		started.Wait() // every writer has written at least once
-		if err := s.Delete(ctx, id); err != nil {
+		err = s.Delete(ctx, id)
+		close(deleted)
+		wg.Wait()
+		if err != nil {
 			return fmt.Errorf("round %d: Delete = %w, want nil", round, err)
 		}
-		deleted.Store(true)
-		wg.Wait()
 		if err := bad.err(); err != nil {
 			return err
 		}

@@ -40,8 +40,10 @@ func checkCancelledContext(ctx context.Context, s session.Store, o *Options) err
 			}
 			return nil
 		}
-		if rec, err := s.Load(c.ctx, id); wantErr("Load", err) != nil {
-			return fmt.Errorf("%w (record %s)", wantErr("Load", err), describe(rec))
+		if rec, err := s.Load(c.ctx, id); err == nil {
+			return fmt.Errorf("Load with %s returned the session %s, want an error wrapping %v", c.name, describe(rec), c.want)
+		} else if err := wantErr("Load", err); err != nil {
+			return err
 		}
 		fresh := session.NewID()
 		if err := wantErr("Apply(Create)", s.Apply(c.ctx, fresh, newSession(vals("a", "1"), ""))); err != nil {
@@ -63,15 +65,15 @@ func checkCancelledContext(ctx context.Context, s session.Store, o *Options) err
 			}
 		}
 		if idx, ok := o.index(s); ok {
-			if _, err := idx.FindByPrincipal(c.ctx, "alice"); wantErr("FindByPrincipal", err) != nil {
+			if _, err := idx.FindByPrincipal(c.ctx, "alice"); err == nil || !errors.Is(err, c.want) {
 				return wantErr("FindByPrincipal", err)
 			}
-			if _, err := idx.DeleteByPrincipal(c.ctx, "alice"); wantErr("DeleteByPrincipal", err) != nil {
+			if _, err := idx.DeleteByPrincipal(c.ctx, "alice"); err == nil || !errors.Is(err, c.want) {
 				return wantErr("DeleteByPrincipal", err)
 			}
 		}
 		if l, ok := o.lister(s); ok {
-			if _, err := l.Count(c.ctx); wantErr("Count", err) != nil {
+			if _, err := l.Count(c.ctx); err == nil || !errors.Is(err, c.want) {
 				return wantErr("Count", err)
 			}
 			calls := 0
