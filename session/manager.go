@@ -216,8 +216,13 @@ func (m *Manager) Stats() Stats {
 
 // DestroyPrincipal destroys every session of principal (log out all of a
 // user's devices) and reports how many it destroyed. It returns
-// ErrNotSupported when the store keeps no principal index.
+// ErrNotSupported when the store keeps no principal index, and an error for
+// the empty principal (anonymous sessions belong to nobody, so a caller bug
+// must not log out every visitor).
 func (m *Manager) DestroyPrincipal(ctx context.Context, principal string) (int, error) {
+	if principal == "" {
+		return 0, errors.New("destroy sessions of principal: empty principal")
+	}
 	pi, ok := m.store.(PrincipalIndex)
 	if !ok {
 		return 0, fmt.Errorf("destroy sessions of principal: %w", ErrNotSupported)

@@ -76,6 +76,20 @@ func (d *Delta) Empty() bool {
 // Load must return ErrNotFound for a record whose Expires has passed, whether
 // or not the backend has already dropped it (the Manager also enforces its own
 // idle and absolute timeouts at load time, whatever the store's TTL does).
+//
+// The conformance suite holds stores to these readings of the contract, which
+// the Manager relies on:
+//   - An expired session is absent for every method: Apply without Create and
+//     Touch return ErrNotFound for it, FindByPrincipal, Count and Range leave
+//     it out, and Apply with Create on its id starts an empty record.
+//   - Apply with Create on a live session merges the delta like a plain
+//     Apply; Created is used only when the record is actually created.
+//   - A session whose attributes are all deleted still exists until it is
+//     deleted or expires.
+//   - A key appears in at most one of Delta.Set and Delta.Del.
+//   - Load returns a nil record with ErrNotFound.
+//   - A method called with a context that is already done returns an error
+//     wrapping ctx.Err() and changes nothing.
 type Store interface {
 	// Load returns the session with the given id. It returns ErrNotFound
 	// when no live session has the id, and a wrapped error when the backend
@@ -102,7 +116,9 @@ type Toucher interface {
 }
 
 // PrincipalIndex is implemented by stores that can find every session of a
-// principal (a user), so an application can "log out all my devices".
+// principal (a user), so an application can "log out all my devices". The
+// anonymous principal "" is never indexed: FindByPrincipal("") returns
+// nothing and DeleteByPrincipal("") destroys nothing.
 type PrincipalIndex interface {
 	// FindByPrincipal returns the ids of the live sessions of principal, in
 	// no particular order. It returns an empty slice when there are none.
@@ -121,6 +137,7 @@ type Lister interface {
 
 	// Range calls fn for each live session until fn returns false. The
 	// records are copies; Range sees a session that is changed or deleted
-	// while it runs either before or after the change.
+	// while it runs either before or after the change. fn may call the
+	// store's other methods.
 	Range(ctx context.Context, fn func(*Record) bool) error
 }
