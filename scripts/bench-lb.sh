@@ -14,8 +14,10 @@
 # connections alive, and logs no requests. Ratios are against HAProxy from
 # the same run. Results: a Markdown table on stdout and in $OUT.
 #
-# Usage: scripts/bench-lb.sh [-d seconds] [-b nginx|go] [-o out.md] [-p proxies]
+# Usage: scripts/bench-lb.sh [-d seconds] [-r repeats] [-b nginx|go] [-o out.md] [-p proxies]
 #   -d  wrk duration per run (default 10); each run is bounded by timeout
+#   -r  rounds over all proxies (default 1); the table shows medians, so a
+#       neighbour's burst of CPU on a shared machine skews one round only
 #   -b  backends: nginx (default; cheapest, so the proxy dominates) or go
 #       (lb/internal/testbackend, a Go net/http server)
 #   -p  space-separated subset of: roam haproxy nginx caddy
@@ -26,12 +28,14 @@
 set -euo pipefail
 
 DUR=10
+REPEAT=1
 BACKENDS=nginx
 OUT=""
 PROXIES="roam haproxy nginx caddy"
-while getopts "d:b:o:p:" opt; do
+while getopts "d:r:b:o:p:" opt; do
 	case $opt in
 	d) DUR=$OPTARG ;;
+	r) REPEAT=$OPTARG ;;
 	b) BACKENDS=$OPTARG ;;
 	o) OUT=$OPTARG ;;
 	p) PROXIES=$OPTARG ;;
@@ -196,6 +200,10 @@ EOF
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
+to_ms() { # wrk latency (850.00us, 1.62ms, 1.02s) -> milliseconds
+	awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f", v }'
+}
+
 cpu_ticks() { # pid... : utime+stime of the processes and their children threads
 	local t=0
 	for p in "$@"; do
@@ -230,15 +238,15 @@ measure() { # name mode pid cookie-header
 	fi
 	rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-	p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-	p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+	p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+	p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
 	local errs
 	errs=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
 	local hz cpu_us
 	hz=$(getconf CLK_TCK)
 	cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$hz" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.1f", d / hz * 1e6 / n; else print "?" }')
 	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$name" "$mode" "$rps" "$p50" "$p99" "$cpu_us" "$errs" >>"$RESULTS"
-	echo "  $name $mode: $rps req/s, p50 $p50, p99 $p99, proxy CPU ${cpu_us}us/req ${errs}" >&2
+	echo "  $name $mode: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, proxy CPU ${cpu_us}us/req ${errs}" >&2
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; sleep 0.3; }
@@ -302,27 +310,49 @@ run_caddy() {
 	done
 }
 
-echo "backends: $BACKENDS; wrk -t2 -c64 -d${DUR}s; $(nproc) cores" >&2
-for p in $PROXIES; do "run_$p"; done
+echo "backends: $BACKENDS; wrk -t2 -c64 -d${DUR}s; $(nproc) cores; $REPEAT round(s)" >&2
+for rep in $(seq 1 "$REPEAT"); do
+	echo "round $rep" >&2
+	for p in $PROXIES; do "run_$p"; done
+done
 
 # --- table ---------------------------------------------------------------------
+# Medians per proxy and mode over the rounds; ratios against HAProxy's
+# medians in the same mode.
 table() {
-	echo "| proxy | mode | req/s | × HAProxy | p50 | p99 | proxy CPU µs/req | notes |"
-	echo "|---|---|---:|---:|---:|---:|---:|---|"
+	echo "| proxy | mode | req/s | × HAProxy | p50 ms | p50 × HAProxy | p99 ms | proxy CPU µs/req | notes |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 	awk -F'\t' '
-		$1 ~ /^HAProxy/ { base[$2] = $3; basep50[$2] = $4 }
-		{ row[NR] = $0 }
+		function median(list,   a, n, i, j, t) {
+			n = split(list, a, " ")
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		{
+			k = $1 "\t" $2
+			if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+			rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; cpu[k] = cpu[k] " " $6
+			if ($7 != "") notes[k] = notes[k] $7 " "
+		}
 		END {
-			for (i = 1; i <= NR; i++) {
-				split(row[i], f, "\t")
-				ratio = (f[2] in base && base[f[2]] > 0 && f[3] != "-") ? sprintf("%.2f", f[3] / base[f[2]]) : "-"
-				printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ratio, f[4], f[5], f[6], f[7]
+			for (i = 1; i <= n; i++) {
+				k = order[i]; split(k, f, "\t")
+				if (f[2] == "-") { printf "| %s | - | - | - | - | - | - | - | %s |\n", f[1], notes[k]; continue }
+				m[k, "rps"] = median(rps[k]); m[k, "p50"] = median(p50[k])
+				if (f[1] ~ /^HAProxy/) { base[f[2]] = m[k, "rps"]; basep50[f[2]] = m[k, "p50"] }
+			}
+			for (i = 1; i <= n; i++) {
+				k = order[i]; split(k, f, "\t")
+				if (f[2] == "-") continue
+				r = (f[2] in base && base[f[2]] > 0) ? sprintf("%.2f", m[k, "rps"] / base[f[2]]) : "-"
+				l = (f[2] in basep50 && basep50[f[2]] > 0) ? sprintf("%.2f", m[k, "p50"] / basep50[f[2]]) : "-"
+				printf "| %s | %s | %.0f | %s | %.2f | %s | %.2f | %.1f | %s |\n", f[1], f[2], m[k, "rps"], r, m[k, "p50"], l, median(p99[k]), median(cpu[k]), notes[k]
 			}
 		}' "$RESULTS"
 }
 {
 	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')),"
-	echo "backends: 3 × $BACKENDS; wrk -t2 -c64 -d${DUR}s, all on this machine (loopback)."
+	echo "backends: 3 × $BACKENDS; wrk -t2 -c64 -d${DUR}s; median of $REPEAT round(s); all on this machine (loopback)."
 	echo
 	table
 } | tee ${OUT:+"$OUT"}

@@ -1,0 +1,72 @@
+package lb
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	_, cfgs := threeInproc(t)
+	cfg := testConfig("round_robin", cfgs...)
+	cfg.DrainTimeout = Duration(2 * time.Second)
+	tl := startLB(t, cfg)
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(tl.url + "/slow")
+		if err != nil {
+			done <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	waitFor(t, 2*time.Second, "request in flight", func() bool {
+		for _, b := range tl.Backends() {
+			if b.Active() > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	stopped := make(chan struct{})
+	go func() { tl.stop(); close(stopped) }()
+	waitFor(t, time.Second, "admin /healthz to report draining", func() bool {
+		resp, err := http.Get(tl.admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if code := <-done; code != 200 {
+		t.Errorf("request in flight at SIGTERM: %d, want 200", code)
+	}
+	<-stopped
+	if _, err := http.Get(tl.url + "/"); err == nil {
+		t.Errorf("balancer still accepts requests after draining")
+	}
+}
+
+func TestRetryBudgetBoundsRetries(t *testing.T) {
+	b := newRetryBudget(RetryConfig{BudgetRatio: 0.2, BudgetMinPerSecond: 10})
+	now := time.Now().UnixNano()
+	for i := 0; i < 100; i++ {
+		b.deposit()
+	}
+	n := 0
+	for b.withdraw(now) {
+		n++
+		if n > 1000 {
+			break
+		}
+	}
+	if n != 30 {
+		t.Errorf("after 100 requests: %d retries allowed, want 10 per second + 20%% of 100 = 30", n)
+	}
+	if !b.withdraw(now + int64(time.Second)) {
+		t.Errorf("a new second brings no new minimum retries")
+	}
+}
