@@ -26,6 +26,9 @@ import (
 //	           keys in strictly increasing byte order
 //	checksum   4 bytes, big-endian CRC-32C of everything before it
 //
+// The version byte first and the checksum last are the frame every future
+// version keeps, so a decoder can tell a newer record from garbage.
+//
 // Every length is checked against the bytes that remain before anything is
 // allocated for it, so the largest allocation a corrupt blob can cause is
 // bounded by its own size. Keys must be sorted and unique, which makes the
@@ -47,7 +50,8 @@ const checksumSize = 4
 var ErrCorrupt = errors.New("memcachedstore: corrupt session record")
 
 // ErrUnknownVersion is wrapped by the error decode returns for a blob
-// whose version byte this build does not know: most likely a newer roam
+// whose checksum matches but whose version byte this build does not know:
+// most likely a newer roam
 // wrote it during a rolling upgrade. Unlike a corrupt blob, the store does
 // not treat such a session as absent, so an older node never logs out a
 // user whose session a newer node wrote.
@@ -115,18 +119,18 @@ func uvarintLen(n int) int {
 // ErrUnknownVersion for a blob it cannot trust; it never panics, whatever
 // b holds.
 func decode(b []byte) (*session.Record, error) {
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
-	}
-	if b[0] != formatVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrUnknownVersion, b[0], formatVersion)
-	}
 	if len(b) < 1+checksumSize {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than any record", ErrCorrupt, len(b))
 	}
+	// The checksum comes first: it ends the blob in every format version,
+	// so a blob that fails it is garbage (absent), and only a sound one
+	// with a version byte this build does not know is a newer record.
 	body, sum := b[:len(b)-checksumSize], b[len(b)-checksumSize:]
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(sum); got != want {
 		return nil, fmt.Errorf("%w: checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	if b[0] != formatVersion {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrUnknownVersion, b[0], formatVersion)
 	}
 	return decodeBody(body[1:])
 }
