@@ -67,7 +67,7 @@ func TestFailoverWithShippedDefaults(t *testing.T) {
 			// balancer sees it up, so "no move back" is really tested.
 			nb := startProcBackend(t, victim.id, victim.addr)
 			tl.SetPID(victim.id, nb.p.PID())
-			waitFor(t, 5*time.Second, "restarted backend up in the balancer", func() bool { return tl.state(victim.id) == "up" })
+			waitFor(t, 10*time.Second, "restarted backend up in the balancer", func() bool { return tl.state(victim.id) == "up" })
 			restartedAt = i
 		}
 		start := time.Now()
@@ -255,7 +255,7 @@ func TestHashCookieDoesNotMoveBackWhenServerReturns(t *testing.T) {
 		t.Fatalf("after kill: %d from %s", code, moved)
 	}
 	startProcBackend(t, victim.id, victim.addr)
-	waitFor(t, 5*time.Second, "restarted backend up", func() bool { return tl.state(victim.id) == "up" })
+	waitFor(t, 10*time.Second, "restarted backend up", func() bool { return tl.state(victim.id) == "up" })
 	for i := 0; i < 10; i++ {
 		if n, _, _ := get(t, http.DefaultClient, tl.url+"/", "Cookie", "roam_session="+sid); n != moved {
 			t.Fatalf("after %s returned, request %d went to %s, want to stay on %s", home, i, n, moved)

@@ -113,13 +113,25 @@ func (b *procBackend) stats() map[string]int {
 // inprocBackend is an httptest-like backend in this process, for tests
 // that need no process to kill.
 type inprocBackend struct {
-	id   string
-	addr string
-	srv  *http.Server
-	ln   net.Listener
-	mu   sync.Mutex
-	sick bool
-	hits map[string]int
+	id      string
+	addr    string
+	srv     *http.Server
+	ln      net.Listener
+	mu      sync.Mutex
+	sick    bool
+	hits    map[string]int
+	release chan struct{} // closed to let /block requests finish
+}
+
+// unblock lets every /block request, present and future, finish.
+func (b *inprocBackend) unblock() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.release:
+	default:
+		close(b.release)
+	}
 }
 
 func startInproc(t *testing.T, id string) *inprocBackend {
@@ -128,10 +140,10 @@ func startInproc(t *testing.T, id string) *inprocBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &inprocBackend{id: id, addr: ln.Addr().String(), ln: ln, hits: map[string]int{}}
+	b := &inprocBackend{id: id, addr: ln.Addr().String(), ln: ln, hits: map[string]int{}, release: make(chan struct{})}
 	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 5 * time.Second}
 	go b.srv.Serve(ln)
-	t.Cleanup(func() { b.srv.Close() })
+	t.Cleanup(func() { b.unblock(); b.srv.Close() })
 	return b
 }
 
@@ -159,6 +171,12 @@ func (b *inprocBackend) serve(w http.ResponseWriter, r *http.Request) {
 	case "/echo":
 		n, _ := io.Copy(io.Discard, r.Body)
 		json.NewEncoder(w).Encode(map[string]any{"headers": r.Header, "host": r.Host, "body_len": n, "path": r.URL.Path, "query": r.URL.RawQuery})
+	case "/block":
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "released\n")
 	case "/slow":
 		select {
 		case <-time.After(300 * time.Millisecond):

@@ -293,6 +293,7 @@ func (l *LB) Serve(ctx context.Context, ln, admin net.Listener) error {
 	stopHealth()
 	l.wg.Wait()
 	l.rt.Load().transport.CloseIdleConnections()
+	l.healthClient.CloseIdleConnections()
 	for _, b := range l.rt.Load().all {
 		b.conns.closeAll(false)
 	}

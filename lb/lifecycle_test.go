@@ -8,13 +8,13 @@ import (
 )
 
 func TestShutdownDrainsInFlightRequests(t *testing.T) {
-	_, cfgs := threeInproc(t)
+	bs, cfgs := threeInproc(t)
 	cfg := testConfig("round_robin", cfgs...)
-	cfg.DrainTimeout = Duration(2 * time.Second)
+	cfg.DrainTimeout = Duration(5 * time.Second)
 	tl := startLB(t, cfg)
 	done := make(chan int, 1)
 	go func() {
-		resp, err := http.Get(tl.url + "/slow")
+		resp, err := http.Get(tl.url + "/block")
 		if err != nil {
 			done <- -1
 			return
@@ -41,6 +41,9 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
+	for _, b := range bs {
+		b.unblock()
+	}
 	if code := <-done; code != 200 {
 		t.Errorf("request in flight at SIGTERM: %d, want 200", code)
 	}

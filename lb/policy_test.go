@@ -45,7 +45,7 @@ func TestRoundRobinSpreadsEvenly(t *testing.T) {
 }
 
 func TestLeastConnAvoidsBusyBackend(t *testing.T) {
-	_, cfgs := threeInproc(t)
+	bs, cfgs := threeInproc(t)
 	tl := startLB(t, testConfig("least_conn", cfgs...))
 	// Two slow requests occupy two backends; the next 20 quick ones must
 	// all go to the third.
@@ -55,7 +55,7 @@ func TestLeastConnAvoidsBusyBackend(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Get(tl.url + "/slow")
+			resp, err := http.Get(tl.url + "/block")
 			if err == nil {
 				busy <- resp.Header.Get("X-Roam-Node")
 				io.Copy(io.Discard, resp.Body)
@@ -80,6 +80,9 @@ func TestLeastConnAvoidsBusyBackend(t *testing.T) {
 		if n, _, _ := get(t, http.DefaultClient, tl.url+"/"); n != idle {
 			t.Fatalf("request %d went to %s, want the idle backend %s", i, n, idle)
 		}
+	}
+	for _, b := range bs {
+		b.unblock()
 	}
 	wg.Wait()
 }
