@@ -12,6 +12,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/roamsession/roam/internal/testserver"
+	"github.com/roamsession/roam/session"
 	"github.com/roamsession/roam/store/memcachedstore"
 )
 
@@ -26,6 +27,7 @@ type fixture struct {
 	client  *memcache.Client
 	sel     *memcachedstore.Selector
 	store   *memcachedstore.Store
+	prefix  string // the store's key prefix
 }
 
 // newFixture starts n memcached servers and a store over all of them.
@@ -56,7 +58,19 @@ func onServers(t *testing.T, addrs []string, co memcachedstore.ClientOptions, op
 	if err != nil {
 		t.Fatalf("New = %v", err)
 	}
-	return &fixture{addrs: addrs, client: client, sel: sel, store: st}
+	return &fixture{addrs: addrs, client: client, sel: sel, store: st, prefix: opts.Prefix}
+}
+
+// create makes a session holding one attribute, with an hour to live.
+func create(t *testing.T, s session.Store, key, value string) string {
+	t.Helper()
+	id := session.NewID()
+	now := time.Now()
+	d := session.Delta{Create: true, Set: map[string][]byte{key: []byte(value)}, Created: now, Touched: now, Expires: now.Add(time.Hour)}
+	if err := s.Apply(t.Context(), id, d); err != nil {
+		t.Fatalf("Apply(Create) = %v", err)
+	}
+	return id
 }
 
 // serverOf returns the index of the server the fixture's selector places key on.
