@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/roamsession/roam/internal/proc"
 	"github.com/roamsession/roam/session"
 )
@@ -306,4 +307,13 @@ func (r *rotating) DeleteByPrincipal(ctx context.Context, p string) (int, error)
 func (r *rotating) Count(ctx context.Context) (int, error) { return r.pick().Count(ctx) }
 func (r *rotating) Range(ctx context.Context, fn func(*session.Record) bool) error {
 	return r.pick().Range(ctx, fn)
+}
+
+// testutilCount reads a counter's value.
+func testutilCount(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil || m.Counter == nil {
+		return 0
+	}
+	return m.Counter.GetValue()
 }
