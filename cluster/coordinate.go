@@ -21,7 +21,7 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if s.cfg.Mode == ModeAll {
+	if s.localOnly() {
 		return s.loadLocal(ctx, id)
 	}
 	return s.route(ctx, &wire.Forward{Op: wire.OpLoad, ID: id}, func() (*session.Record, error) {
@@ -39,7 +39,7 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 		return err
 	}
 	local := func() (*session.Record, error) { return nil, s.applyLocal(ctx, id, &d) }
-	if s.cfg.Mode == ModeAll {
+	if s.localOnly() {
 		_, err := local()
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time
 	}
 	d := session.Delta{Touched: touched, Expires: expires}
 	local := func() (*session.Record, error) { return nil, s.applyLocal(ctx, id, &d) }
-	if s.cfg.Mode == ModeAll {
+	if s.localOnly() {
 		_, err := local()
 		return err
 	}
@@ -71,12 +71,19 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	local := func() (*session.Record, error) { return nil, s.deleteLocal(ctx, id) }
-	if s.cfg.Mode == ModeAll {
+	if s.localOnly() {
 		_, err := local()
 		return err
 	}
 	_, err := s.route(ctx, &wire.Forward{Op: wire.OpDelete, ID: id}, local)
 	return err
+}
+
+// localOnly reports whether calls are served from the local copy without
+// routing: in ModeAll once the node is ready. A joining node in ModeAll
+// forwards to a ready member, since its copy is not complete yet.
+func (s *Store) localOnly() bool {
+	return s.cfg.Mode == ModeAll && s.mem.selfState() == stateReady
 }
 
 // route runs a call on id's primary: here when this node is it, else
@@ -86,7 +93,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // even noticed the crash. A holder that times out is not skipped, since it
 // may only be paused and still be serving the id; the call fails instead.
 func (s *Store) route(ctx context.Context, f *wire.Forward, local func() (*session.Record, error)) (*session.Record, error) {
-	v := s.mem.view()
+	v := s.mem.waitPlacement(ctx, s.cfg.ReplicationTimeout)
 	holders := s.holders(f.ID, v.ready)
 	selfReady := s.mem.selfState() == stateReady
 	if f.Hops > 0 && selfReady && slices.Contains(holders, s.self) {

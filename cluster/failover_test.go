@@ -164,6 +164,9 @@ func (l *counterLoad) run(c *tcluster, workers int, stop <-chan struct{}, rounds
 					} else {
 						l.mu.Lock()
 						l.errs++
+						if l.errs <= 3 {
+							c.t.Logf("write %d via %s: %v", i, n.self, err)
+						}
 						l.mu.Unlock()
 						if errors.Is(err, session.ErrNotFound) {
 							c.t.Errorf("session %d reported gone during the run", i)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -114,6 +115,7 @@ type membership struct {
 
 	cur     atomic.Pointer[view]
 	changed chan struct{} // signalled (non-blocking) when the view changes
+	next    chan struct{} // closed (and replaced) when the view changes
 }
 
 // replaced is a view and when it stopped being current.
@@ -241,6 +243,7 @@ func newMembership(s *Store) *membership {
 		hellos:  make(map[string]hello),
 		state:   stateJoining,
 		changed: make(chan struct{}, 1),
+		next:    make(chan struct{}),
 	}
 	m.cur.Store(&view{peers: map[string]string{}, at: s.cfg.Now()})
 	return m
@@ -368,6 +371,8 @@ func (m *membership) rebuildLocked() {
 	}
 	m.recent = m.recent[i:]
 	m.cur.Store(v)
+	close(m.next)
+	m.next = make(chan struct{})
 	m.s.metrics.members(v)
 	select {
 	case m.changed <- struct{}{}:
@@ -389,6 +394,30 @@ func mapsEqual(a, b map[string]string) bool {
 
 // view returns the current view.
 func (m *membership) view() *view { return m.cur.Load() }
+
+// waitPlacement returns a view with at least one ready member, waiting up
+// to d (or until ctx ends) for one while the node is still joining: a call
+// that reaches a node before its first join has completed should wait a
+// moment for the membership, not fail.
+func (m *membership) waitPlacement(ctx context.Context, d time.Duration) *view {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		v, next := m.cur.Load(), m.next
+		m.mu.Unlock()
+		if len(v.ready) > 0 {
+			return v
+		}
+		select {
+		case <-next:
+		case <-timer.C:
+			return v
+		case <-ctx.Done():
+			return v
+		}
+	}
+}
 
 // recentViews returns the views replaced within the transition window.
 func (m *membership) recentViews() []*view {

@@ -243,11 +243,11 @@ func (s *Store) Close(ctx context.Context) error {
 	if err := s.ml.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: stop gossip: %w", err))
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	// Peers keep their HTTP/2 connections to us open; give in-flight calls
+	// a moment, then cut the rest.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 	defer cancel()
-	if err := s.ps.shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("cluster: stop replication listener: %w", err))
-	}
+	s.ps.shutdown(sctx)
 	s.pc.tr.CloseIdleConnections()
 	s.wg.Wait()
 	s.metrics.unregister()

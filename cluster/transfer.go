@@ -2,7 +2,7 @@ package cluster
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -431,7 +431,7 @@ func (s *Store) handOff(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return errors.New("cluster: hand-off incomplete: some sessions rely on their backups")
+	return fmt.Errorf("cluster: hand-off incomplete: %d sessions rely on their backups", left)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
