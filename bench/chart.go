@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// chart is one chart a report shows; file is its name without extension.
+type chart struct {
+	title, file string
+}
+
+// Chart size: wide enough for eleven legend entries beside the plot.
+const (
+	chartW = 9 * vg.Inch
+	chartH = 5 * vg.Inch
+)
+
+// writeCharts draws the report's charts into dir, each as PNG and SVG,
+// and returns them in the order the report shows them: per node count,
+// kept ratio over time, latency distribution and load per node; then, when
+// the results span several node counts, memory and replication against N.
+func writeCharts(dir string, results []*Result) ([]chart, error) {
+	var ok []*Result
+	for _, r := range results {
+		if r.Error == "" {
+			ok = append(ok, r)
+		}
+	}
+	var counts []int
+	for _, r := range ok {
+		if !slices.Contains(counts, r.Nodes) {
+			counts = append(counts, r.Nodes)
+		}
+	}
+	var out []chart
+	save := func(p *plot.Plot, c chart) error {
+		for _, ext := range []string{".png", ".svg"} {
+			if err := p.Save(chartW, chartH, filepath.Join(dir, c.file+ext)); err != nil {
+				return fmt.Errorf("bench: chart %s: %w", c.file, err)
+			}
+		}
+		out = append(out, c)
+		return nil
+	}
+	for _, n := range counts {
+		var rs []*Result
+		for _, r := range ok {
+			if r.Nodes == n {
+				rs = append(rs, r)
+			}
+		}
+		suffix := "-n" + strconv.Itoa(n)
+		steps := []struct {
+			c    chart
+			draw func([]*Result) (*plot.Plot, error)
+		}{
+			{chart{fmt.Sprintf("Sessions kept over time, N = %d", n), "kept" + suffix}, keptChart},
+			{chart{fmt.Sprintf("Latency distribution, N = %d", n), "latency" + suffix}, latencyChart},
+			{chart{fmt.Sprintf("Load per node, N = %d", n), "load" + suffix}, loadChart},
+		}
+		for _, s := range steps {
+			p, err := s.draw(rs)
+			if err != nil {
+				return nil, fmt.Errorf("bench: chart %s: %w", s.c.file, err)
+			}
+			p.Title.Text = s.c.title
+			if err := save(p, s.c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(counts) > 1 {
+		for _, s := range []struct {
+			c     chart
+			ylab  string
+			value func(*Result) float64
+		}{
+			{chart{"Memory per node against N", "memory-vs-n"}, "mean RSS per node (MiB)", func(r *Result) float64 { return float64(r.RSSMeanBytes) / (1 << 20) }},
+			{chart{"Replication traffic per write against N", "replication-vs-n"}, "peer bytes sent per acknowledged write", func(r *Result) float64 { return r.ReplicationBytesPerWrite }},
+		} {
+			p, err := byNChart(ok, s.ylab, s.value)
+			if err != nil {
+				return nil, fmt.Errorf("bench: chart %s: %w", s.c.file, err)
+			}
+			p.Title.Text = s.c.title
+			if err := save(p, s.c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// styleLine gives the i-th series its colour and dash pattern, so that
+// eleven strategies stay apart in print as well as on screen.
+func styleLine(l *plotter.Line, i int) {
+	l.Color = plotutil.Color(i)
+	l.Dashes = plotutil.Dashes(i / 7)
+	l.Width = vg.Points(1.5)
+}
+
+func newPlot(xlab, ylab string) *plot.Plot {
+	p := plot.New()
+	p.X.Label.Text = xlab
+	p.Y.Label.Text = ylab
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Legend.XOffs = vg.Points(-4)
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// keptChart: each run's kept ratio per timeline window, with the faults
+// marked as vertical lines at the time they began.
+func keptChart(rs []*Result) (*plot.Plot, error) {
+	p := newPlot("seconds since the load began", "session requests kept")
+	p.Y.Min, p.Y.Max = 0, 1.05
+	var tmax float64
+	for i, r := range rs {
+		pts := make(plotter.XYs, 0, len(r.Timeline))
+		for _, w := range r.Timeline {
+			if w.Judged() == 0 {
+				continue // nothing was asked in the window: no point
+			}
+			pts = append(pts, plotter.XY{X: w.StartS, Y: w.KeptRatio})
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, err
+		}
+		styleLine(l, i)
+		p.Add(l)
+		p.Legend.Add(r.Strategy, l)
+		tmax = max(tmax, r.DurationS)
+	}
+	if len(rs) > 0 {
+		for _, ev := range rs[0].FaultEvents {
+			l, err := plotter.NewLine(plotter.XYs{{X: ev.AtS, Y: 0}, {X: ev.AtS, Y: 1.05}})
+			if err != nil {
+				return nil, err
+			}
+			l.Color = color.Gray{Y: 90}
+			l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(l)
+			lab, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: ev.AtS, Y: 0.02}}, Labels: []string{" " + ev.Fault}})
+			if err != nil {
+				return nil, err
+			}
+			p.Add(lab)
+		}
+	}
+	p.X.Min, p.X.Max = 0, max(tmax, 1)
+	return p, nil
+}
+
+// latencyChart: each run's latency CDF on a log axis.
+func latencyChart(rs []*Result) (*plot.Plot, error) {
+	p := newPlot("latency (ms, log scale)", "fraction of requests at most that slow")
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = false
+	p.Legend.Left = false
+	p.Legend.YOffs = vg.Points(12)
+	any := false
+	for i, r := range rs {
+		lat, frac := r.Latency().CDF()
+		if len(lat) == 0 {
+			continue
+		}
+		pts := make(plotter.XYs, len(lat))
+		for j := range lat {
+			pts[j] = plotter.XY{X: max(ms(lat[j]), 0.001), Y: frac[j]}
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, err
+		}
+		styleLine(l, i)
+		p.Add(l)
+		p.Legend.Add(r.Strategy, l)
+		any = true
+	}
+	if !any {
+		// A log axis cannot span nothing; give an empty chart a range.
+		p.X.Min, p.X.Max = 0.01, 100
+	}
+	return p, nil
+}
+
+// loadChart: each run's share of requests per node, one group of bars per
+// strategy; an even spread puts every bar at 1/N.
+func loadChart(rs []*Result) (*plot.Plot, error) {
+	p := newPlot("", "share of requests served")
+	var names []string
+	most := 0
+	for _, r := range rs {
+		names = append(names, r.Strategy)
+		most = max(most, len(r.NodeIDs))
+	}
+	if most == 0 {
+		return p, nil
+	}
+	w := vg.Points(min(40/float64(most), 10))
+	for k := range most {
+		vals := make(plotter.Values, len(rs))
+		id := ""
+		for i, r := range rs {
+			if k < len(r.NodeIDs) {
+				id = r.NodeIDs[k]
+				total := 0
+				for _, c := range r.RequestsPerNode {
+					total += c
+				}
+				if total > 0 {
+					vals[i] = float64(r.RequestsPerNode[r.NodeIDs[k]]) / float64(total)
+				}
+			}
+		}
+		b, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, err
+		}
+		b.Color = plotutil.Color(k)
+		b.LineStyle.Width = 0
+		b.Offset = w * vg.Length(float64(k)-float64(most-1)/2)
+		p.Add(b)
+		p.Legend.Add(id, b)
+	}
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.5
+	p.X.Tick.Label.XAlign = draw.XRight
+	return p, nil
+}
+
+// byNChart: one line per strategy of value against the node count.
+func byNChart(rs []*Result, ylab string, value func(*Result) float64) (*plot.Plot, error) {
+	p := newPlot("nodes (N)", ylab)
+	var order []string
+	series := map[string]plotter.XYs{}
+	for _, r := range rs {
+		if _, ok := series[r.Strategy]; !ok {
+			order = append(order, r.Strategy)
+		}
+		series[r.Strategy] = append(series[r.Strategy], plotter.XY{X: float64(r.Nodes), Y: value(r)})
+	}
+	for i, s := range order {
+		pts := series[s]
+		slices.SortFunc(pts, func(a, b plotter.XY) int {
+			switch {
+			case a.X < b.X:
+				return -1
+			case a.X > b.X:
+				return 1
+			}
+			return 0
+		})
+		l, pt, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return nil, err
+		}
+		styleLine(l, i)
+		pt.Color = plotutil.Color(i)
+		pt.Shape = plotutil.Shape(i)
+		p.Add(l, pt)
+		p.Legend.Add(s, l, pt)
+	}
+	p.Y.Min = 0
+	return p, nil
+}
