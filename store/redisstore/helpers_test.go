@@ -42,6 +42,10 @@ func standaloneClient(t testing.TB, addr string) *redis.Client {
 		DialTimeout:  500 * time.Millisecond,
 		ReadTimeout:  500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond,
+		// One dial per attempt: go-redis's default of five, 100 ms apart,
+		// multiplied by its command retries, keeps a request to a dead
+		// server waiting for seconds.
+		DialerRetries: 1,
 	})
 	t.Cleanup(func() { c.Close() })
 	return c

@@ -233,7 +233,7 @@ var indexScript = redis.NewScript(luaIndexUpdate + `
 local score = ARGV[3]
 if score == '' then score = nil end
 indexUpdate(KEYS[1], ARGV[1], ARGV[2], score, true)
-return 1
+return {1}
 `)
 
 // allScripts are loaded into the server's script cache by New, so that the

@@ -208,7 +208,7 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 	fields, err := s.c.HGetAll(ctx, s.key(id)).Result()
 	if err != nil {
 		s.noteErr(err)
-		return nil, fmt.Errorf("redisstore: load session %s: %w", session.Fingerprint(id), err)
+		return nil, fmt.Errorf("redisstore: load: %w", err)
 	}
 	if len(fields) == 0 {
 		return nil, session.ErrNotFound
@@ -216,7 +216,7 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 	rec, err := decodeRecord(id, fields)
 	if err != nil {
 		s.log.WarnContext(ctx, "redisstore: ignoring malformed session hash", "session", session.Fingerprint(id), "error", err)
-		return nil, fmt.Errorf("redisstore: load session %s: %w (%w)", session.Fingerprint(id), session.ErrNotFound, err)
+		return nil, fmt.Errorf("redisstore: load: %w (%w)", session.ErrNotFound, err)
 	}
 	if !live(rec.Expires, time.Now()) {
 		return nil, session.ErrNotFound
@@ -253,7 +253,7 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 	preIndexed := false
 	if s.cluster != nil && d.SetPrincipal && d.Principal != "" {
 		if err := s.indexStep(ctx, d.Principal, now, id, scoreOf(expires)); err != nil {
-			return fmt.Errorf("redisstore: apply to session %s: index it under its principal: %w", session.Fingerprint(id), err)
+			return fmt.Errorf("redisstore: apply: index the session under its principal: %w", err)
 		}
 		preIndexed = true
 	}
@@ -270,7 +270,7 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 	}
 	res, err := s.runWrite(ctx, applyScript, key, args)
 	if res == nil {
-		return fmt.Errorf("redisstore: apply to session %s: %w", session.Fingerprint(id), err)
+		return fmt.Errorf("redisstore: apply: %w", err)
 	}
 	if res[0] != "1" {
 		return session.ErrNotFound
@@ -285,7 +285,7 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: apply to session %s: %w", session.Fingerprint(id), err)
+		return fmt.Errorf("redisstore: apply: %w", err)
 	}
 	return nil
 }
@@ -308,7 +308,7 @@ func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time
 		now, encodeTime(touched), exp, expireAtMillis(expires), s.inline, s.iprefix, id,
 	})
 	if res == nil {
-		return fmt.Errorf("redisstore: touch session %s: %w", session.Fingerprint(id), err)
+		return fmt.Errorf("redisstore: touch: %w", err)
 	}
 	if res[0] != "1" {
 		return session.ErrNotFound
@@ -317,7 +317,7 @@ func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time
 		s.bestEffortIndex(ctx, res[1], now, id, exp, "touched")
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: touch session %s: %w", session.Fingerprint(id), err)
+		return fmt.Errorf("redisstore: touch: %w", err)
 	}
 	return nil
 }
@@ -333,7 +333,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	defer cancel()
 	if _, err := s.deleteOne(ctx, id, ""); err != nil {
-		return fmt.Errorf("redisstore: delete session %s: %w", session.Fingerprint(id), err)
+		return fmt.Errorf("redisstore: delete: %w", err)
 	}
 	return nil
 }
