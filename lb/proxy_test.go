@@ -462,5 +462,17 @@ func TestTLSTermination(t *testing.T) {
 	if !strings.Contains(string(body), `"X-Forwarded-Proto":["https"]`) {
 		t.Errorf("backend not told https: %s", body)
 	}
+	// HTTP/2 clients are served too (the backend side stays HTTP/1.1).
+	h2 := insecureTransport()
+	h2.ForceAttemptHTTP2 = true
+	resp, err = (&http.Client{Transport: h2}).Get(strings.Replace(tl.url, "http://", "https://", 1) + "/echo?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || !strings.Contains(string(body), `"query":"x=1"`) {
+		t.Errorf("over HTTP/2: proto %s status %d body %s", resp.Proto, resp.StatusCode, body)
+	}
 	_ = os.Remove
 }
