@@ -94,9 +94,13 @@ type Options struct {
 	CleanupBatch int
 
 	// Timeout bounds each call (including its retries) when the caller's
-	// context has no earlier deadline, so a database that hangs instead of
-	// refusing connections fails requests rather than holding them. Zero
-	// means DefaultTimeout; negative means no bound beyond the context's.
+	// context has no earlier deadline, so a database server that hangs
+	// instead of refusing connections fails requests rather than holding
+	// them. Zero means DefaultTimeout for PostgreSQL and MySQL, and none for
+	// SQLite, which has no network to hang on (its busy_timeout bounds the
+	// wait for another process's lock) and whose in-process calls are cheap
+	// enough that a timer per call would cost a tenth of a Load. Negative
+	// means no bound beyond the context's.
 	Timeout time.Duration
 
 	// MaxRetries is how many times a write transaction is run again after
@@ -184,6 +188,9 @@ func New(db *sql.DB, opts Options) (*Store, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
+		if opts.Dialect == SQLite {
+			opts.Timeout = -1
+		}
 	}
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultMaxRetries
@@ -243,8 +250,10 @@ func (s *Store) begin(ctx context.Context, op string) (context.Context, context.
 		return nil, nil, fmt.Errorf("sqlstore: %s: %w", op, err)
 	}
 	if s.timeout > 0 {
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		return ctx, cancel, nil
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
+			ctx, cancel := context.WithTimeout(ctx, s.timeout)
+			return ctx, cancel, nil
+		}
 	}
 	return ctx, func() {}, nil
 }
