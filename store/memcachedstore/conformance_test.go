@@ -2,6 +2,7 @@ package memcachedstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/roamsession/roam/internal/testserver"
 	"github.com/roamsession/roam/session"
@@ -22,6 +23,6 @@ func TestConformance(t *testing.T) {
 		addrs[i] = s.Addr
 	}
 	storetest.Run(t, func(t *testing.T) session.Store {
-		return onServers(t, addrs, memcachedstore.ClientOptions{}, memcachedstore.Options{}).store
+		return onServers(t, addrs, memcachedstore.ClientOptions{Timeout: time.Second}, memcachedstore.Options{}).store
 	})
 }

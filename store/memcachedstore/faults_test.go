@@ -30,7 +30,7 @@ func byServer(t *testing.T, f *fixture) []string {
 
 // failsFast checks that err is a wrapped backend error, not ErrNotFound
 // (which would log the user out), and that the call took at most a couple
-// of client timeouts.
+// seconds (not TCP's minutes).
 func failsFast(t *testing.T, what string, took time.Duration, err error) {
 	t.Helper()
 	switch {
@@ -39,7 +39,9 @@ func failsFast(t *testing.T, what string, took time.Duration, err error) {
 	case errors.Is(err, session.ErrNotFound):
 		t.Errorf("%s with its server down = %v; want a backend error, not ErrNotFound (a down server must not log users out)", what, err)
 	}
-	if limit := 2 * memcachedstore.DefaultTimeout; took > limit {
+	// A refused connection fails at once; the limit only has to tell that
+	// from waiting on TCP's own timeouts, on a loaded machine.
+	if limit := 2 * time.Second; took > limit {
 		t.Errorf("%s with its server down took %v, want it to fail within %v", what, took, limit)
 	}
 }
@@ -158,7 +160,7 @@ func TestHungServerTimesOut(t *testing.T) {
 	if err == nil || errors.Is(err, session.ErrNotFound) {
 		t.Errorf("Load from a hung server = %v, want a timeout error", err)
 	}
-	if took < timeout || took > 5*timeout {
+	if took < timeout || took > 10*timeout {
 		t.Errorf("Load from a hung server returned after %v, want about the %v timeout", took, timeout)
 	}
 	if err := p.Thaw(); err != nil {

@@ -38,7 +38,9 @@ func newFixture(t *testing.T, n int, opts memcachedstore.Options) *fixture {
 	for i, s := range servers {
 		addrs[i] = s.Addr
 	}
-	f := onServers(t, addrs, memcachedstore.ClientOptions{}, opts)
+	// A generous timeout: these tests share a loaded machine, and the ones
+	// about timeouts set their own.
+	f := onServers(t, addrs, memcachedstore.ClientOptions{Timeout: time.Second}, opts)
 	f.servers = servers
 	return f
 }

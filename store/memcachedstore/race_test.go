@@ -29,7 +29,7 @@ type raceFixture struct {
 func newRaceFixture(t *testing.T, opts Options) *raceFixture {
 	t.Helper()
 	srv := testserver.Memcached(t)
-	c, _, err := NewClient([]string{srv.Addr}, ClientOptions{})
+	c, _, err := NewClient([]string{srv.Addr}, ClientOptions{Timeout: time.Second}) // generous: a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}

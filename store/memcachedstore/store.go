@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,6 +77,12 @@ type Store struct {
 	backoff     time.Duration
 	log         *slog.Logger
 	now         func() time.Time
+
+	// bufs holds encode buffers between writes: gomemcache has sent an
+	// item's value by the time Add or CompareAndSwap returns, and
+	// allocating a fresh buffer of a large session each time cost more
+	// than encoding into it. Holds *[]byte.
+	bufs sync.Pool
 
 	// beforeWrite, when set, runs between an attempt's read and its write.
 	// Tests use it to put a concurrent Delete or writer exactly in the
@@ -322,7 +329,10 @@ func (s *Store) attempt(key, id string, d *session.Delta) (done bool, err error)
 		rec = &session.Record{ID: id, Values: make(map[string][]byte, len(d.Set)), Created: d.Created}
 	}
 	apply(rec, d)
-	item := &memcache.Item{Key: key, Value: encode(rec), Expiration: expiration(rec.Expires, now)}
+	buf := s.buffer()
+	*buf = appendRecord((*buf)[:0], rec)
+	defer s.recycle(buf)
+	item := &memcache.Item{Key: key, Value: *buf, Expiration: expiration(rec.Expires, now)}
 	if s.beforeWrite != nil {
 		s.beforeWrite(key)
 	}
@@ -350,6 +360,23 @@ func (s *Store) attempt(key, id string, d *session.Delta) (done bool, err error)
 		return false, nil
 	}
 	return true, err
+}
+
+// maxPooledBuffer bounds the buffers kept for reuse, so one huge session
+// does not pin its buffer in every pool slot.
+const maxPooledBuffer = 256 << 10
+
+func (s *Store) buffer() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+func (s *Store) recycle(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		s.bufs.Put(b)
+	}
 }
 
 // apply changes rec by d as the Delta contract says: deletions first, so a
