@@ -25,17 +25,28 @@ func (c *tcluster) waitMembers() {
 // backups under the running nodes (the sync pass has settled).
 func (c *tcluster) waitPlaced(ids []string, copies int) {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, "every session on exactly its holders", func() bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		live := c.ids()
+		bad, example := 0, ""
 		for _, id := range ids {
 			want := placement.Rank(id, live, copies)
 			slices.Sort(want)
-			if !slices.Equal(c.holdersOf(id), want) {
-				return false
+			if got := c.holdersOf(id); !slices.Equal(got, want) {
+				bad++
+				if example == "" {
+					example = fmt.Sprintf("%s held by %v, want %v", fingerprint(id), got, want)
+				}
 			}
 		}
-		return true
-	})
+		if bad == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("after 20s, %d sessions not on exactly their holders, e.g. %s", bad, example)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Tomcat's first failover case: the request after the primary's death

@@ -215,9 +215,15 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 func (b *countingBody) Close() error { return b.rc.Close() }
 
-// call makes a request with one answer frame, decoded into resp.
+// call makes a request with one answer frame, decoded into resp, within
+// ReplicationTimeout (twice that for a forward, which includes the
+// receiver's own replication).
 func (c *peerClient) call(ctx context.Context, addr, op string, req, resp wire.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.ReplicationTimeout)
+	timeout := c.s.cfg.ReplicationTimeout
+	if op == pathForward {
+		timeout *= 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	body, err := c.do(ctx, addr, op, req)
 	if err != nil {

@@ -300,8 +300,13 @@ func (s *Store) syncPass(ctx context.Context) int {
 				}
 			}
 		}
-		if !holder && s.cfg.Mode == ModeBackup && (leaving || now-e.written > grace) {
-			drops = append(drops, pending{e.id, e.version})
+		if !holder && s.cfg.Mode == ModeBackup {
+			// Not ours any more: forget it once every holder has it (and
+			// no stale-view forward has written it here for a moment). It
+			// stays unsynced until then, so every pass looks at it again.
+			if leaving || now-e.written > grace {
+				drops = append(drops, pending{e.id, e.version})
+			}
 			return
 		}
 		if missing == 0 {
