@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,11 +26,11 @@ const (
 	chartH = 5 * vg.Inch
 )
 
-// writeCharts draws the report's charts into dir, each as PNG and SVG,
-// and returns them in the order the report shows them: per node count,
+// writeCharts draws the report's charts into dir, in each of formats
+// (file extensions gonum/plot knows: png, svg, pdf, …), and returns them in the order the report shows them: per node count,
 // kept ratio over time, latency distribution and load per node; then, when
 // the results span several node counts, memory and replication against N.
-func writeCharts(dir string, results []*Result) ([]chart, error) {
+func writeCharts(dir string, results []*Result, formats []string) ([]chart, error) {
 	var ok []*Result
 	for _, r := range results {
 		if r.Error == "" {
@@ -44,8 +45,8 @@ func writeCharts(dir string, results []*Result) ([]chart, error) {
 	}
 	var out []chart
 	save := func(p *plot.Plot, c chart) error {
-		for _, ext := range []string{".png", ".svg"} {
-			if err := p.Save(chartW, chartH, filepath.Join(dir, c.file+ext)); err != nil {
+		for _, ext := range formats {
+			if err := p.Save(chartW, chartH, filepath.Join(dir, c.file+"."+ext)); err != nil {
 				return fmt.Errorf("bench: chart %s: %w", c.file, err)
 			}
 		}
@@ -175,7 +176,7 @@ func latencyChart(rs []*Result) (*plot.Plot, error) {
 	p.Legend.Top = false
 	p.Legend.Left = false
 	p.Legend.YOffs = vg.Points(12)
-	any := false
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, r := range rs {
 		lat, frac := r.Latency().CDF()
 		if len(lat) == 0 {
@@ -184,6 +185,7 @@ func latencyChart(rs []*Result) (*plot.Plot, error) {
 		pts := make(plotter.XYs, len(lat))
 		for j := range lat {
 			pts[j] = plotter.XY{X: max(ms(lat[j]), 0.001), Y: frac[j]}
+			lo, hi = min(lo, pts[j].X), max(hi, pts[j].X)
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {
@@ -192,12 +194,13 @@ func latencyChart(rs []*Result) (*plot.Plot, error) {
 		styleLine(l, i)
 		p.Add(l)
 		p.Legend.Add(r.Strategy, l)
-		any = true
 	}
-	if !any {
-		// A log axis cannot span nothing; give an empty chart a range.
-		p.X.Min, p.X.Max = 0.01, 100
+	// A log axis must stay above zero: set the range rather than let the
+	// plot pad a single value down to 0.
+	if lo > hi {
+		lo, hi = 0.01, 100
 	}
+	p.X.Min, p.X.Max = lo/1.5, hi*1.5
 	return p, nil
 }
 

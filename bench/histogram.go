@@ -130,6 +130,9 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	for i, c := range h.counts {
 		seen += c
 		if seen >= rank {
+			if i == histBuckets-1 {
+				return h.max // the overflow bucket has no upper bound but Max
+			}
 			v := time.Duration(histUpper(i))
 			if v > h.max {
 				v = h.max

@@ -30,7 +30,7 @@ func tableColumns() []column {
 		{"p99 ms", func(r *Result) string { return fmt.Sprintf("%.2f", r.P99MS) }},
 		{"max ms", func(r *Result) string { return fmt.Sprintf("%.0f", r.MaxMS) }},
 		{"rps", func(r *Result) string { return fmt.Sprintf("%.0f", r.RPS) }},
-		{"load max/mean", func(r *Result) string { return fmt.Sprintf("%.2f", r.LoadMaxOverMean) }},
+		{"load max/mean", func(r *Result) string { return fmt.Sprintf("%.2f", r.LoadBeforeFault) }},
 		{"RSS/node MiB", func(r *Result) string { return fmt.Sprintf("%.1f", float64(r.RSSMeanBytes)/(1<<20)) }},
 		{"sessions/node", func(r *Result) string { return sessionsCell(r) }},
 		{"repl. KiB", func(r *Result) string { return fmt.Sprintf("%.0f", float64(r.ReplicationBytes)/1024) }},
@@ -155,17 +155,24 @@ type ReportInfo struct {
 	Took time.Duration
 	// Machine describes the host ("2 cores, linux/amd64").
 	Machine string
+	// Formats are the chart formats to write, as file extensions; png and
+	// svg when empty. The report shows the first.
+	Formats []string
 }
 
 // WriteReport writes dir/report.md (the table, how it was made, what the
 // columns mean, the charts), dir/results.json (every result, timelines
-// included) and the charts as PNG and SVG. It creates dir when missing.
+// included) and the charts (info.Formats). It creates dir when missing.
 // A chart that cannot be drawn fails the report with the chart's name.
 func WriteReport(dir string, results []*Result, info ReportInfo) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("bench: report: %w", err)
 	}
-	charts, err := writeCharts(dir, results)
+	formats := info.Formats
+	if len(formats) == 0 {
+		formats = []string{"png", "svg"}
+	}
+	charts, err := writeCharts(dir, results, formats)
 	if err != nil {
 		return err
 	}
@@ -206,7 +213,7 @@ func WriteReport(dir string, results []*Result, info ReportInfo) error {
 	b.WriteString("\n")
 	b.WriteString(ColumnGuide)
 	for _, c := range charts {
-		fmt.Fprintf(&b, "\n## %s\n\n![%s](%s)\n", c.title, c.title, c.file+".png")
+		fmt.Fprintf(&b, "\n## %s\n\n![%s](%s)\n", c.title, c.title, c.file+"."+formats[0])
 	}
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("bench: report: %w", err)
@@ -221,7 +228,7 @@ const ColumnGuide = `What the columns mean:
 - **users logged out**: users who got at least one 401 after logging in (each logs in again and carries on).
 - **lost incr.**: acknowledged increments a later answer did not reflect (a logged-out user's whole counter counts), over all acknowledged increments.
 - **p50/p99/max ms**: latency of every answered request, as the client saw it through the balancer.
-- **load max/mean**: requests served by the busiest node over the mean of all nodes; 1.00 is an even spread.
+- **load max/mean**: requests served by the busiest node over the mean of the N nodes, before the first fault (the JSON's load_max_over_mean_before_fault; load_max_over_mean covers the whole run); 1.00 is an even spread.
 - **RSS/node**: mean resident memory of the node processes at the end of the load; **sessions/node**: sessions each node holds (cluster stores report it).
 - **repl. KiB**: peer-protocol bytes the nodes sent each other during the load.
 - **store calls/req**: the session layer's store operations per request (for an external store, one network round trip each).

@@ -227,8 +227,14 @@ type Result struct {
 	MeanMS float64 `json:"mean_ms"`
 	RPS    float64 `json:"rps"`
 
-	RequestsPerNode map[string]int   `json:"requests_per_node"`
-	LoadMaxOverMean float64          `json:"load_max_over_mean"`
+	RequestsPerNode map[string]int `json:"requests_per_node"`
+	// LoadMaxOverMean is the busiest node's requests over the mean, over
+	// the whole load and every node the run had (see LoadMaxOverMean).
+	LoadMaxOverMean float64 `json:"load_max_over_mean"`
+	// LoadBeforeFault is the same before the first fault struck, over
+	// the nodes started first: the balance of the undisturbed cluster.
+	// It equals LoadMaxOverMean when there are no faults.
+	LoadBeforeFault float64          `json:"load_max_over_mean_before_fault"`
 	RSSBytesPerNode map[string]int64 `json:"rss_bytes_per_node"`
 	RSSMeanBytes    int64            `json:"rss_mean_bytes"`
 	// SessionsPerNode is how many sessions each node holds at the end
@@ -251,7 +257,12 @@ type Result struct {
 	NodeIDs []string `json:"node_ids"`
 
 	latency Histogram
+	records [][]Record
 }
+
+// Records returns every user's records, in the order each user sent
+// them (index: the user); nil for a Result decoded from JSON.
+func (r *Result) Records() [][]Record { return r.records }
 
 // Latency returns the run's latency histogram (every answered request).
 func (r *Result) Latency() *Histogram { return &r.latency }
@@ -385,7 +396,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for i, u := range users {
 		byUser[i] = u.recs
 	}
-	res := assemble(opts, Summarize(byUser, opts.Window, opts.Duration), elapsed, cl.Nodes(), smp, faultEvents())
+	var cut time.Duration
+	if sched := schedule(opts.Faults, opts.Duration, opts.StoreDowntime); len(sched) > 0 {
+		cut = max(sched[0].When(opts.Duration), time.Nanosecond)
+	}
+	res := assemble(opts, Summarize(byUser, opts.Window, opts.Duration, cut), elapsed, cl.Nodes(), smp, faultEvents())
+	res.records = byUser
 	return res, nil
 }
 
@@ -416,6 +432,7 @@ func assemble(opts Options, s *Summary, elapsed time.Duration, nodes []Node, smp
 		r.NodeIDs = append(r.NodeIDs, n.ID)
 	}
 	r.LoadMaxOverMean = LoadMaxOverMean(s.PerNode, r.NodeIDs)
+	r.LoadBeforeFault = LoadMaxOverMean(s.PerNodeBefore, r.NodeIDs[:min(opts.Nodes, len(r.NodeIDs))])
 	rep, calls, usage := smp.totals()
 	r.ReplicationBytes, r.StoreRoundTrips = rep, calls
 	if s.Acked > 0 {

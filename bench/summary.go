@@ -142,15 +142,20 @@ type Summary struct {
 	Lost, Acked    int
 	Latency        Histogram // every request that got an answer
 	PerNode        map[string]int
-	Timeline       []Window
+	// PerNodeBefore counts, like PerNode, the requests sent before the
+	// cut Summarize was given (all of them when it was 0).
+	PerNodeBefore map[string]int
+	Timeline      []Window
 }
 
 // Summarize judges every user's records (see Judge) and adds them up.
 // byUser[i] holds user i's records in the order they were sent. window is
 // the width of the timeline's slices (no timeline when it is 0) and span
-// the length of the load, which the timeline covers.
-func Summarize(byUser [][]Record, window, span time.Duration) *Summary {
-	s := &Summary{PerNode: map[string]int{}}
+// the length of the load, which the timeline covers. cut, when positive,
+// is when the first fault struck: PerNodeBefore counts only the requests
+// sent before it, the balance of the undisturbed cluster.
+func Summarize(byUser [][]Record, window, span, cut time.Duration) *Summary {
+	s := &Summary{PerNode: map[string]int{}, PerNodeBefore: map[string]int{}}
 	if window > 0 && span > 0 {
 		n := int((span + window - 1) / window)
 		s.Timeline = make([]Window, n)
@@ -180,6 +185,9 @@ func Summarize(byUser [][]Record, window, span time.Duration) *Summary {
 			}
 			if r.Node != "" {
 				s.PerNode[r.Node]++
+				if cut <= 0 || r.At < cut {
+					s.PerNodeBefore[r.Node]++
+				}
 			}
 			if s.Timeline != nil {
 				w := int(r.At / window)
