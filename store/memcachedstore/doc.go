@@ -27,10 +27,10 @@
 // # Deadlines
 //
 // Memcached expirations are whole seconds, relative up to 30 days and an
-// absolute Unix time beyond, and its clock ticks once a second, so an item
-// can die up to a second before the expiration it was given. The store
-// rounds the record's Expires up to whole seconds and adds one, so the item
-// always outlives the record; Load compares the record's own Expires with
+// absolute Unix time beyond, and its clock advances about once a second, so
+// an item can die a second or more before the expiration it was given. The
+// store rounds the record's Expires up to whole seconds and adds two, so the
+// item outlives the record; Load compares the record's own Expires with
 // the clock, so the session still ends exactly at Expires.
 //
 // # Servers

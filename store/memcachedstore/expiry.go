@@ -9,13 +9,18 @@ import (
 // now (30 days); anything larger is an absolute Unix time.
 const maxRelative = 30 * 24 * 60 * 60
 
-// clockSlack is added to every item lifetime. Memcached's clock ticks once
-// a second and an item dies when that tick reaches its deadline, so an item
-// stored with a relative expiration of n seconds lives somewhere in
-// (n-1, n] seconds: measured, an expiration of 1 dies after 0.2–0.8 s. One
-// second more makes the item outlive the record's Expires; Load enforces
-// Expires itself, so the slack never extends a session.
-const clockSlack = 1
+// clockSlack is added to every item lifetime. Memcached's clock is a
+// counter of seconds that a timer advances about once a second, and an item
+// of relative expiration n dies when that counter reaches its value at the
+// write plus n: since the counter lags real time by up to a second, the
+// item lives somewhere in (n-1, n] seconds (measured: an expiration of 1
+// dies after 0.2–0.8 s). A server starved of CPU advances its counter
+// late and lags more: on a test machine at a load of 25 on 2 cores an item
+// died 1.1 s before its nominal lifetime. Two seconds more make the item
+// outlive the record's Expires even then; Load enforces Expires itself, so
+// the slack never extends a session, it only keeps a dead item in memory
+// two or three seconds longer.
+const clockSlack = 2
 
 // expiration returns the memcached expiration for an item whose record
 // expires at expires, written at now: whole seconds rounded up, plus

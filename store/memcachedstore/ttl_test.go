@@ -13,8 +13,8 @@ import (
 )
 
 // TestItemOutlivesExpires checks, on a real memcached, the rounding of item
-// lifetimes: memcached's clock ticks once a second, so an item given a TTL
-// of ceil(seconds left) can die up to a second before Expires. Sessions
+// lifetimes: memcached's clock advances about once a second, so an item
+// given a TTL of ceil(seconds left) can die a second or more before Expires. Sessions
 // created at several phases of that tick, each with 1.0–1.5 s to live, must
 // keep their item until Expires; Load then ends them at Expires, whatever
 // the item's TTL.
