@@ -141,6 +141,8 @@ type testHooks struct {
 	gossip func(memberlist.Transport) memberlist.Transport
 	// blockPeer reports whether calls to a peer's replication address fail.
 	blockPeer func(addr string) bool
+	// memberlist adjusts the memberlist configuration.
+	memberlist func(*memberlist.Config)
 }
 
 // provision fills the defaults of c and checks it. It returns an error that

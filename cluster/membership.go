@@ -168,6 +168,9 @@ func (s *Store) memberlistConfig(d *mlDelegate) (*memberlist.Config, error) {
 		mc.SecretKey = deriveKey(c.Secret, "gossip", 32)
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
+	if c.hooks != nil && c.hooks.memberlist != nil {
+		c.hooks.memberlist(mc)
+	}
 	if c.hooks != nil && c.hooks.gossip != nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
 		if err != nil {

@@ -351,6 +351,12 @@ func (s *Store) noticePeer(name string) {
 	if !ok || mem.alive || mem.gossip == "" {
 		return
 	}
+	s.noticeRejoin(name, mem.gossip)
+}
+
+// noticeRejoin joins addr (member name's gossip address) in the
+// background, at most once a second per member.
+func (s *Store) noticeRejoin(name, addr string) {
 	s.rejoinMu.Lock()
 	last := s.rejoined[name]
 	now := s.cfg.Now()
@@ -361,7 +367,7 @@ func (s *Store) noticePeer(name string) {
 	s.rejoined[name] = now
 	s.rejoinMu.Unlock()
 	go func() {
-		if _, err := s.ml.Join([]string{mem.gossip}); err != nil {
+		if _, err := s.ml.Join([]string{addr}); err != nil {
 			s.log.Debug("re-join of a peer listed dead failed", "member", name, "error", err)
 		}
 	}()

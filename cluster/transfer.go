@@ -80,6 +80,15 @@ func (s *Store) transferIn(ctx context.Context) error {
 					mu.Lock()
 					hellos[m] = true
 					mu.Unlock()
+					return
+				}
+				if err == nil && s.cfg.Now().Sub(started) > time.Second {
+					// The member still lists an older us (a crashed process
+					// at another address, memberlist #157): push our state
+					// to it again rather than wait for the next push/pull.
+					if mem, ok := s.mem.member(m); ok {
+						s.noticeRejoin(m, mem.gossip)
+					}
 				}
 			})
 		}
