@@ -45,6 +45,14 @@ func (s *Store) deleteBatch(ctx context.Context) (int, error) {
 	now := s.now().UnixMicro()
 	var n int64
 	err = s.write(ctx, func(ctx context.Context) error {
+		if s.opts.Dialect == MySQL {
+			ids, err := s.selectIDs(ctx, s.q.expiredIDs, now, s.opts.CleanupBatch)
+			if err != nil {
+				return err
+			}
+			n, err = s.deleteLocked(ctx, ids, "expires <= ?", now)
+			return err
+		}
 		res, err := s.db.ExecContext(ctx, s.q.cleanup, now, s.opts.CleanupBatch)
 		if err != nil {
 			return err

@@ -89,6 +89,11 @@ type queries struct {
 	rangePage   string
 	cleanup     string
 
+	// MySQL deletes many sessions in two steps, a plain read of the ids and
+	// a DELETE by primary key; see Store.deleteLocked.
+	expiredIDs string
+	delIDsHead string
+
 	upsertHead, upsertTail string // around the VALUES rows of an attribute upsert
 	delAttrHead            string // before the IN list of an attribute delete
 }
@@ -179,7 +184,8 @@ func newQueries(d Dialect, prefix string) *queries {
 		q.cleanup = "DELETE FROM " + sess + " WHERE id IN (SELECT id FROM " + sess +
 			" WHERE expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)"
 	case MySQL:
-		q.cleanup = "DELETE FROM " + sess + " WHERE expires <= ? ORDER BY expires LIMIT ?"
+		q.expiredIDs = "SELECT id FROM " + sess + " WHERE expires <= ? ORDER BY expires LIMIT ?"
+		q.delIDsHead = "DELETE FROM " + sess + " WHERE id IN ("
 	case SQLite:
 		// DELETE … LIMIT needs a compile-time option SQLite builds lack.
 		q.cleanup = "DELETE FROM " + sess + " WHERE id IN (SELECT id FROM " + sess +
@@ -215,6 +221,21 @@ func (q *queries) upsertAttrs(n int) string {
 		p += 3
 	}
 	b.WriteString(q.upsertTail)
+	return b.String()
+}
+
+// deleteIDs returns the MySQL statement that deletes n sessions by id
+// that still meet cond (whose placeholders follow the ids).
+func (q *queries) deleteIDs(n int, cond string) string {
+	var b strings.Builder
+	b.WriteString(q.delIDsHead)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?")
+	}
+	b.WriteString(") AND " + cond)
 	return b.String()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/roamsession/roam/session"
 )
@@ -113,6 +114,14 @@ func (s *Store) DeleteByPrincipal(ctx context.Context, principal string) (int, e
 	now := s.now().UnixMicro()
 	var n int64
 	err = s.write(ctx, func(ctx context.Context) error {
+		if s.opts.Dialect == MySQL {
+			ids, err := s.selectIDs(ctx, s.q.find, principal, now)
+			if err != nil {
+				return err
+			}
+			n, err = s.deleteLocked(ctx, ids, "principal = ? AND expires > ?", principal, now)
+			return err
+		}
 		res, err := s.db.ExecContext(ctx, s.q.delByPrinc, principal, now)
 		if err != nil {
 			return err
@@ -124,6 +133,56 @@ func (s *Store) DeleteByPrincipal(ctx context.Context, principal string) (int, e
 		return 0, fmt.Errorf("sqlstore: delete sessions by principal: %w", err)
 	}
 	return int(n), nil
+}
+
+// selectIDs returns the ids a one-column query finds.
+func (s *Store) selectIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// deleteLocked deletes, on MySQL, the sessions among ids that still meet
+// cond, by primary key in id order, and reports how many it deleted.
+//
+// A DELETE that finds its rows through a secondary index (principal,
+// expires) locks the index entry before the row, while Apply locks the row
+// (by primary key) before it changes the row's index entries: the opposite
+// order, and InnoDB deadlocks between them under load. Reading the ids
+// first without locks and deleting by primary key takes the row first, as
+// everything else does; cond re-checks each row once it is locked, so a
+// session that changed in between is left alone.
+func (s *Store) deleteLocked(ctx context.Context, ids []string, cond string, condArgs ...any) (int64, error) {
+	slices.Sort(ids)
+	var total int64
+	for chunk := range slices.Chunk(ids, 5*attrChunk) {
+		args := make([]any, 0, len(chunk)+len(condArgs))
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		args = append(args, condArgs...)
+		res, err := s.db.ExecContext(ctx, s.q.deleteIDs(len(chunk), cond), args...)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // Count reports the number of live sessions. It returns ErrClosed after
