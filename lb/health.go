@@ -54,6 +54,12 @@ func (l *LB) checkLoop(ctx context.Context, b *Backend) {
 	wasUp := b.checkUp.Load()
 	for {
 		hc = l.rt.Load().cfg.Health
+		if hc.Interval.IsOff() && !b.checkUp.Load() {
+			// Checks were switched off by a reload: nothing can bring the
+			// backend back but trusting it again (passive ejection still
+			// guards it).
+			b.checkUp.Store(true)
+		}
 		if !hc.Interval.IsOff() {
 			err := l.checkOnce(ctx, b, hc)
 			if ctx.Err() != nil {

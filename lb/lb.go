@@ -449,12 +449,17 @@ func mustURL(s string) string {
 	return u.String()
 }
 
-// retire takes a removed backend out of service. The caller holds l.mu.
+// retire takes a removed backend out of service, after the pool without
+// it was published. The caller holds l.mu.
 func (l *LB) retire(b *Backend) {
 	b.removed.Store(true)
 	b.conns.closeAll(true)
 	l.stopChecker(b)
-	l.metrics.latency.DeleteLabelValues(b.id)
+	if l.backend(b.id) == nil {
+		// Not replaced by a backend of the same id (a reload that changed
+		// its URL): its latency series goes.
+		l.metrics.latency.DeleteLabelValues(b.id)
+	}
 }
 
 // AddBackend adds a backend while the balancer runs. It starts up (and

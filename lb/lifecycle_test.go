@@ -3,6 +3,7 @@ package lb
 import (
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +72,21 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 	}
 	if !b.withdraw(now + int64(time.Second)) {
 		t.Errorf("a new second brings no new minimum retries")
+	}
+}
+
+func TestReloadMovingABackendKeepsItsMetrics(t *testing.T) {
+	bs, cfgs := threeInproc(t)
+	tl := startLB(t, testConfig("round_robin", cfgs[0]))
+	get(t, http.DefaultClient, tl.url+"/")
+	// Same id, another address.
+	if err := tl.Reload(testConfig("round_robin", bc(cfgs[0].ID, bs[1].url()))); err != nil {
+		t.Fatal(err)
+	}
+	if n, code, _ := get(t, http.DefaultClient, tl.url+"/"); code != 200 || n != bs[1].id {
+		t.Fatalf("after moving a: %d from %s, want 200 from the new address (%s)", code, n, bs[1].id)
+	}
+	if m := scrape(t, tl); !strings.Contains(m, `roam_lb_request_duration_seconds_count{backend="a"} 2`) {
+		t.Errorf("latency series of the moved backend lost:\n%s", grepLines(m, "duration_seconds_count"))
 	}
 }
