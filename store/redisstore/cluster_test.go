@@ -79,6 +79,32 @@ func testIndexOnOtherMaster(t *testing.T, client *redis.ClusterClient) {
 	if err := s.Apply(ctx, ids[0], session.Delta{SetPrincipal: true, Principal: "bob"}); err != nil {
 		t.Fatalf("Apply(SetPrincipal bob): %v", err)
 	}
+	// A deadline moved past the index score raises the score (a second
+	// step on Cluster) and records it in the hash.
+	far := time.Now().Add(10 * time.Hour)
+	if err := s.Touch(ctx, ids[1], time.Now(), far); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	ikey := prefix + "principal:alice"
+	if score, err := client.ZScore(ctx, ikey, ids[1]).Result(); err != nil || int64(score) < far.UnixMicro() {
+		t.Errorf("after Touch to +10h: index score %.0f, %v, want at least the new deadline %d", score, err, far.UnixMicro())
+	}
+	if i, err := client.HGet(ctx, prefix+"{"+ids[1]+"}", "i").Int64(); err != nil || i < far.UnixMicro() {
+		t.Errorf("after Touch to +10h: recorded index score %d, %v, want at least %d", i, err, far.UnixMicro())
+	}
+	// A second step that failed leaves a score behind the deadline: a
+	// read still finds the session and raises the score.
+	behind := time.Now().Add(time.Minute).UnixMicro()
+	if err := client.ZAdd(ctx, ikey, redis.Z{Score: float64(behind), Member: ids[1]}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.FindByPrincipal(ctx, "alice"); err != nil || !slices.Contains(got, ids[1]) {
+		t.Fatalf("FindByPrincipal with a score behind the deadline = %v, %v, want it to include %s", got, err, ids[1])
+	}
+	if score, err := client.ZScore(ctx, ikey, ids[1]).Result(); err != nil || int64(score) < far.UnixMicro() {
+		t.Errorf("after FindByPrincipal saw a stale score: index score %.0f, %v, want raised to %d", score, err, far.UnixMicro())
+	}
+
 	n, err := s.DeleteByPrincipal(ctx, "alice")
 	if err != nil || n != 2 {
 		t.Fatalf("DeleteByPrincipal(alice) = %d, %v, want 2, nil", n, err)

@@ -246,22 +246,23 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 		return err
 	}
 	defer cancel()
-	now := nowArg(time.Now())
+	nowT := time.Now()
+	now := nowArg(nowT)
 	key := s.key(id)
 	expires := encodeTime(d.Expires)
 
-	preIndexed := false
+	prescore := ""
 	if s.cluster != nil && d.SetPrincipal && d.Principal != "" {
-		if err := s.indexStep(ctx, d.Principal, now, id, scoreOf(expires)); err != nil {
+		prescore = slackScore(d.Expires, nowT)
+		if err := s.indexStep(ctx, d.Principal, now, id, prescore); err != nil {
 			return fmt.Errorf("redisstore: apply: index the session under its principal: %w", err)
 		}
-		preIndexed = true
 	}
 
-	args := make([]any, 0, 12+2*len(d.Set)+len(d.Del))
+	args := make([]any, 0, 13+2*len(d.Set)+len(d.Del))
 	args = append(args, now, flag(d.Create), flag(d.SetPrincipal), s.inline, d.Principal,
 		encodeTime(d.Created), encodeTime(d.Touched), expires, expireAtMillis(d.Expires),
-		s.iprefix, id, len(d.Set))
+		s.iprefix, id, prescore, len(d.Set))
 	for k, v := range d.Set {
 		args = append(args, k, v)
 	}
@@ -275,13 +276,13 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 	if res[0] != "1" {
 		return session.ErrNotFound
 	}
-	if s.cluster != nil && len(res) == 4 {
-		oldP, newP, newE := res[1], res[2], res[3]
+	if s.cluster != nil && len(res) == 5 {
+		oldP, newP, newE, reindex := res[1], res[2], res[3], res[4]
 		if oldP != "" && oldP != newP {
 			s.bestEffortIndex(ctx, oldP, now, id, "", "moved to another principal")
 		}
-		if newP != "" && !d.Expires.IsZero() && !preIndexed {
-			s.bestEffortIndex(ctx, newP, now, id, scoreOf(newE), "deadline moved")
+		if reindex == "1" {
+			s.reindex(ctx, key, id, newP, newE, nowT)
 		}
 	}
 	if err != nil {
@@ -302,10 +303,8 @@ func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time
 		return err
 	}
 	defer cancel()
-	now := nowArg(time.Now())
-	exp := encodeTime(expires)
 	res, err := s.runWrite(ctx, touchScript, s.key(id), []any{
-		now, encodeTime(touched), exp, expireAtMillis(expires), s.inline, s.iprefix, id,
+		nowArg(time.Now()), encodeTime(touched), encodeTime(expires), expireAtMillis(expires), s.inline, s.iprefix, id,
 	})
 	if res == nil {
 		return fmt.Errorf("redisstore: touch: %w", err)
@@ -313,8 +312,8 @@ func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time
 	if res[0] != "1" {
 		return session.ErrNotFound
 	}
-	if s.cluster != nil && len(res) == 3 && res[1] != "" && exp != "" {
-		s.bestEffortIndex(ctx, res[1], now, id, exp, "touched")
+	if s.cluster != nil && len(res) == 4 && res[3] == "1" {
+		s.reindex(ctx, s.key(id), id, res[1], res[2], time.Now())
 	}
 	if err != nil {
 		return fmt.Errorf("redisstore: touch: %w", err)
@@ -354,12 +353,41 @@ func (s *Store) deleteOne(ctx context.Context, id, only string) (bool, error) {
 	return deleted, err
 }
 
-// scoreOf is the index score for a session whose Expires field is e.
-func scoreOf(e string) string {
-	if e == "" {
+// slackScore is the index score for a session that expires at expires:
+// the deadline plus a quarter of the time left (the Lua slackScore), or
+// "+inf" for none.
+func slackScore(expires, now time.Time) string {
+	if expires.IsZero() {
 		return "+inf"
 	}
-	return e
+	x, n := expires.UnixMicro(), now.UnixMicro()
+	if x > n {
+		x += (x - n) / 4
+	}
+	return strconv.FormatInt(x, 10)
+}
+
+// reindex is the Cluster path for a write whose new deadline has passed the
+// session's index score: raise the score in principal's index, then record
+// it in the hash. Both are best effort. Until both succeed the hash keeps
+// its old score, so the next write of the session tries again; meanwhile a
+// FindByPrincipal still finds the session until the old score passes, and
+// raises the score itself when it sees it behind.
+func (s *Store) reindex(ctx context.Context, key, id, principal, expires string, now time.Time) {
+	exp, err := decodeTime(expires)
+	if err != nil {
+		return
+	}
+	score := slackScore(exp, now)
+	if err := s.indexStep(ctx, principal, nowArg(now), id, score); err != nil {
+		if !errors.Is(err, ErrNotReplicated) {
+			s.log.WarnContext(ctx, "redisstore: principal index not updated", "session", session.Fingerprint(id), "error", err)
+			return
+		}
+	}
+	if _, err := s.runWrite(ctx, markIndexedScript, key, []any{principal, score}); err != nil && !errors.Is(err, ErrNotReplicated) {
+		s.log.WarnContext(ctx, "redisstore: index score not recorded", "session", session.Fingerprint(id), "error", err)
+	}
 }
 
 // indexStep runs the index script on principal's index (Cluster only).
