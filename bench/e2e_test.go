@@ -124,7 +124,7 @@ func TestStickyKillLogsOutTheKilledNodesUsers(t *testing.T) {
 		v := Judge(recs)
 		// home is the node that last kept the user's session in an answer
 		// that came back before the kill began; "after" is every request
-		// sent once n1 was dead.
+		// sent once it began.
 		home, loggedOutAfter, loggedOutBefore, askedAfter := "", false, false, false
 		for i, rec := range recs {
 			switch {
@@ -133,7 +133,7 @@ func TestStickyKillLogsOutTheKilledNodesUsers(t *testing.T) {
 					home = rec.Node
 				}
 				loggedOutBefore = loggedOutBefore || v.Outcomes[i] == LoggedOut
-			case rec.At > ended:
+			case rec.At >= began:
 				askedAfter = askedAfter || rec.Kind != KindLogin
 				loggedOutAfter = loggedOutAfter || v.Outcomes[i] == LoggedOut
 			}
