@@ -73,7 +73,7 @@ func newMetrics(l *LB) *metrics {
 		m.retries.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.latency, m.breaks, m.cookieRejects, m.retries, m.budgetExceeded,
-		m.noBackend, m.proxyErrors, m.reloads, &backendCollector{l: l},
+		m.noBackend, m.proxyErrors, m.reloads, newBackendCollector(l),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,28 +92,34 @@ func (m *metrics) cookieRejected(reason string) {
 	m.cookieRejects.WithLabelValues(reason).Inc()
 }
 
-var (
-	descRequests = prometheus.NewDesc("roam_lb_requests_total",
-		"Responses sent, by backend that answered and status code.", []string{"backend", "code"}, nil)
-	descActive = prometheus.NewDesc("roam_lb_active_requests",
-		"Requests in flight, by backend.", []string{"backend"}, nil)
-	descState = prometheus.NewDesc("roam_lb_backend_state",
-		"1 for the backend's current state (up, down, draining), 0 for the others.", []string{"backend", "state"}, nil)
-	descFailures = prometheus.NewDesc("roam_lb_backend_failures_total",
-		"Attempts that failed to get a response from the backend.", []string{"backend"}, nil)
-	descTransitions = prometheus.NewDesc("roam_lb_health_transitions_total",
-		"Health transitions of the backend, by the state entered.", []string{"backend", "to"}, nil)
-)
-
 // backendCollector reads the per-backend atomics at scrape time.
-type backendCollector struct{ l *LB }
+type backendCollector struct {
+	l                                          *LB
+	requests, active, state, failures, transit *prometheus.Desc
+}
+
+func newBackendCollector(l *LB) *backendCollector {
+	return &backendCollector{
+		l: l,
+		requests: prometheus.NewDesc("roam_lb_requests_total",
+			"Responses sent, by backend that answered and status code.", []string{"backend", "code"}, nil),
+		active: prometheus.NewDesc("roam_lb_active_requests",
+			"Requests in flight, by backend.", []string{"backend"}, nil),
+		state: prometheus.NewDesc("roam_lb_backend_state",
+			"1 for the backend's current state (up, down, draining), 0 for the others.", []string{"backend", "state"}, nil),
+		failures: prometheus.NewDesc("roam_lb_backend_failures_total",
+			"Attempts that failed to get a response from the backend.", []string{"backend"}, nil),
+		transit: prometheus.NewDesc("roam_lb_health_transitions_total",
+			"Health transitions of the backend, by the state entered.", []string{"backend", "to"}, nil),
+	}
+}
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descRequests
-	ch <- descActive
-	ch <- descState
-	ch <- descFailures
-	ch <- descTransitions
+	ch <- c.requests
+	ch <- c.active
+	ch <- c.state
+	ch <- c.failures
+	ch <- c.transit
 }
 
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
@@ -121,20 +127,20 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.l.rt.Load().all {
 		for code := range b.codes {
 			if n := b.codes[code].Load(); n > 0 {
-				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), b.id, strconv.Itoa(code))
+				ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(n), b.id, strconv.Itoa(code))
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(b.active.Load()), b.id)
+		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(b.active.Load()), b.id)
 		st := b.stateAt(now)
 		for _, s := range []State{StateUp, StateDown, StateDraining} {
 			v := 0.0
 			if s == st {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, b.id, s.String())
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, b.id, s.String())
 		}
-		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(b.failures.Load()), b.id)
-		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(b.toUp.Load()), b.id, "up")
-		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(b.toDown.Load()), b.id, "down")
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(b.failures.Load()), b.id)
+		ch <- prometheus.MustNewConstMetric(c.transit, prometheus.CounterValue, float64(b.toUp.Load()), b.id, "up")
+		ch <- prometheus.MustNewConstMetric(c.transit, prometheus.CounterValue, float64(b.toDown.Load()), b.id, "down")
 	}
 }
