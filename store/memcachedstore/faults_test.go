@@ -1,7 +1,11 @@
 package memcachedstore_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -148,6 +152,7 @@ func TestHungServerTimesOut(t *testing.T) {
 	if err := p.Freeze(); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, p.PID())
 	thawed := false
 	t.Cleanup(func() {
 		if !thawed {
@@ -177,6 +182,31 @@ func TestHungServerTimesOut(t *testing.T) {
 		}
 		if errors.Is(err, session.ErrNotFound) || time.Now().After(deadline) {
 			t.Fatalf("Load after the server resumed = %v, want the session", err)
+		}
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped: SIGSTOP is
+// delivered asynchronously, and proc's Freeze returns once it is sent, so a
+// request right after it can still be answered. It reads /proc (Linux).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Skipf("cannot see the threads of pid %d in /proc (%v): this test needs Linux", pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, task := range tasks {
+		for {
+			b, err := os.ReadFile(task)
+			// The state follows the command name, which is in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d thread %s not stopped 5 s after SIGSTOP", pid, task)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 }
