@@ -20,7 +20,10 @@
 #       neighbour's burst of CPU on a shared machine skews one round only
 #   -b  backends: nginx (default; cheapest, so the proxy dominates) or go
 #       (lb/internal/testbackend, a Go net/http server)
-#   -p  space-separated subset of: roam haproxy nginx caddy
+#   -p  space-separated subset of: roam haproxy nginx caddy stdlib
+#       (stdlib: a plain httputil.ReverseProxy, round robin, with the
+#       transport tuned to 512 idle connections per host: the baseline a Go
+#       proxy starts from; run only when asked for)
 #   PROFILE=1 also writes CPU profiles of roam lb next to -o (or /tmp).
 #
 # Needs: go, wrk, haproxy, nginx (caddy optional: skipped with a note when
@@ -290,6 +293,47 @@ run_nginx() {
 		measure "nginx $(nginx -v 2>&1 | sed 's|.*/||')" ${mode/roundrobin/round_robin} $pid "$cookie"
 		stop $pid
 	done
+}
+run_stdlib() {
+	mkdir -p "$WORK/stdlib"
+	cat >"$WORK/stdlib/main.go" <<'GOEOF'
+// A plain httputil.ReverseProxy, round robin over the backends given as
+// arguments, its transport tuned like roam lb's: the Go baseline.
+package main
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync/atomic"
+)
+
+func main() {
+	var targets []*url.URL
+	for _, a := range os.Args[2:] {
+		u, _ := url.Parse("http://" + a)
+		targets = append(targets, u)
+	}
+	var n atomic.Uint64
+	tr := &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}
+	rp := &httputil.ReverseProxy{
+		Transport: tr,
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(targets[n.Add(1)%uint64(len(targets))])
+			r.SetXForwarded()
+		},
+	}
+	http.ListenAndServe(os.Args[1], rp)
+}
+GOEOF
+	(cd "$WORK/stdlib" && go mod init stdlibproxy >/dev/null 2>&1 && go build -o proxy .)
+	"$WORK/stdlib/proxy" "$P" $B1 $B2 $B3 &
+	local pid=$!
+	PIDS+=($pid)
+	wait_http "http://$P/"
+	measure "httputil.ReverseProxy" round_robin $pid ""
+	stop $pid
 }
 run_caddy() {
 	if [ $HAVE_CADDY = 0 ]; then
