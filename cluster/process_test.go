@@ -352,9 +352,12 @@ func (c *pcluster) load(users []*puser, workers int, stop <-chan struct{}) (errs
 						return
 					}
 					u := users[i]
-					code, body, err := call("POST", c.base(ids[rand.IntN(len(ids))])+"/api/counter", u.cookie, nil)
+					via := ids[rand.IntN(len(ids))]
+					code, body, err := call("POST", c.base(via)+"/api/counter", u.cookie, nil)
 					if err != nil || code != 200 {
-						errs.Add(1)
+						if errs.Add(1) <= 3 {
+							c.t.Logf("%s via %s: HTTP %d %v %v", u.name, via, code, body, err)
+						}
 						continue
 					}
 					got := int64(body["counter"].(float64))
