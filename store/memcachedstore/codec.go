@@ -119,7 +119,12 @@ func uvarintLen(n int) int {
 // not be modified afterwards. It returns an error wrapping ErrCorrupt or
 // ErrUnknownVersion for a blob it cannot trust; it never panics, whatever
 // b holds.
-func decode(b []byte) (*session.Record, error) {
+func decode(b []byte) (*session.Record, error) { return decodeAs(b, "") }
+
+// decodeAs is decode for the item of session id: a record of any other id
+// is corrupt (never served under this id), and the record's ID is id itself
+// rather than a copy. An empty id accepts any.
+func decodeAs(b []byte, id string) (*session.Record, error) {
 	if len(b) < 1+checksumSize {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than any record", ErrCorrupt, len(b))
 	}
@@ -133,14 +138,20 @@ func decode(b []byte) (*session.Record, error) {
 	if b[0] != formatVersion {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrUnknownVersion, b[0], formatVersion)
 	}
-	return decodeBody(body[1:])
+	return decodeBody(body[1:], id)
 }
 
-// decodeBody parses what follows the version byte, up to the checksum.
-func decodeBody(b []byte) (*session.Record, error) {
+// decodeBody parses what follows the version byte, up to the checksum; id
+// is as for decodeAs.
+func decodeBody(b []byte, id string) (*session.Record, error) {
 	d := reader{b: b}
-	rec := &session.Record{}
-	rec.ID = string(d.bytes())
+	rec := &session.Record{ID: id}
+	switch got := d.bytes(); {
+	case id == "":
+		rec.ID = string(got)
+	case d.err == nil && string(got) != id:
+		d.fail("record of another session id")
+	}
 	rec.Principal = string(d.bytes())
 	flags := d.byte()
 	if flags&^knownTimes != 0 {

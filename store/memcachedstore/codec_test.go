@@ -56,6 +56,16 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDecodeAsChecksTheID(t *testing.T) {
+	blob := encode(&session.Record{ID: "alice-id", Values: map[string][]byte{"a": nil}})
+	if rec, err := decodeAs(blob, "alice-id"); err != nil || rec.ID != "alice-id" {
+		t.Errorf("decodeAs(blob of alice-id, alice-id) = %v, %v; want the record", rec, err)
+	}
+	if rec, err := decodeAs(blob, "mallory-id"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("decodeAs(blob of alice-id, mallory-id) = %v, %v; want ErrCorrupt", rec, err)
+	}
+}
+
 func TestDecodedValuesDoNotOverlap(t *testing.T) {
 	rec := &session.Record{ID: "id", Values: map[string][]byte{"a": []byte("1"), "b": []byte("2")}}
 	got, err := decode(encode(rec))
@@ -160,7 +170,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		rec, err := decode(b)
 		check("decode", rec, err)
-		rec, err = decodeBody(b)
+		rec, err = decodeBody(b, "")
 		check("decodeBody", rec, err)
 	})
 }

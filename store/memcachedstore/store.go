@@ -195,10 +195,7 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 // an error for a record it must not treat as absent: one of an unknown
 // format version.
 func (s *Store) live(it *memcache.Item, id string, now time.Time) (*session.Record, error) {
-	rec, err := decode(it.Value)
-	if err == nil && rec.ID != id {
-		err = fmt.Errorf("%w: record of another id under this session's key", ErrCorrupt)
-	}
+	rec, err := decodeAs(it.Value, id)
 	switch {
 	case errors.Is(err, ErrCorrupt):
 		s.log.Error("memcachedstore: corrupt session record treated as absent",
