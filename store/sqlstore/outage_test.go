@@ -29,10 +29,12 @@ type server interface {
 // again without anything being reopened.
 func TestDatabaseOutage(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
+		t.Parallel() // mostly waiting for servers to start and stop
 		pg := testserver.Postgres(t)
 		testOutage(t, "pgx", pg.DSN(), pg)
 	})
 	t.Run("mariadb", func(t *testing.T) {
+		t.Parallel()
 		if testing.Short() {
 			t.Skip("-short: a MariaDB of the test's own takes seconds to install")
 		}
