@@ -28,3 +28,19 @@ func TestBackupModeReplicatesToPrimaryAndBackupOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestAsyncReplicationReachesEveryHolder(t *testing.T) {
+	for _, mode := range []Mode{ModeBackup, ModeAll} {
+		t.Run(string(mode), func(t *testing.T) {
+			c := newTCluster(t, mode, 3, func(cfg *Config) { cfg.Async = true })
+			l := newCounterLoad(t, c, 100)
+			l.run(c, 4, nil, 3)
+			if mode == ModeBackup {
+				c.waitPlaced(l.ids, 2)
+			} else {
+				waitDigests(t, c)
+			}
+			l.verify(t, c)
+		})
+	}
+}

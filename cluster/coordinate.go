@@ -218,7 +218,7 @@ func (s *Store) loadLocal(ctx context.Context, id string) (*session.Record, erro
 	if dead || present && s.cfg.Mode == ModeAll {
 		return nil, session.ErrNotFound
 	}
-	if s.cfg.Mode == ModeBackup && s.mem.inTransition() && s.fetchPrevious(ctx, id) {
+	if s.fetchOnMiss() && s.fetchPrevious(ctx, id) {
 		if rec, _, _ := s.tab.load(id, s.nowNano()); rec != nil {
 			return rec, nil
 		}
@@ -226,8 +226,21 @@ func (s *Store) loadLocal(ctx context.Context, id string) (*session.Record, erro
 	return nil, session.ErrNotFound
 }
 
-// fetchPrevious asks the holders of id under the recent views for their
-// copies and merges what they have. It reports whether any answered with a
+// fetchOnMiss reports whether a coordinator that misses an id asks other
+// members for it: in ModeBackup during a membership change (the id may have
+// moved here before its transfer arrived), and in async ModeAll always (a
+// fresh session may not have reached this node yet; without the fetch a
+// user who just logged in elsewhere would look logged out here). Otherwise a
+// miss is answered locally, with no network I/O.
+func (s *Store) fetchOnMiss() bool {
+	if s.cfg.Mode == ModeAll {
+		return s.cfg.Async
+	}
+	return s.mem.inTransition()
+}
+
+// fetchPrevious asks the holders of id under the recent views (in ModeAll:
+// every ready peer) for their copies and merges what they have. It reports whether any answered with a
 // copy.
 func (s *Store) fetchPrevious(ctx context.Context, id string) bool {
 	cur := s.mem.view()
@@ -241,10 +254,18 @@ func (s *Store) fetchPrevious(ctx context.Context, id string) bool {
 			}
 		}
 	}
-	for _, v := range s.mem.recentViews() {
-		add(v)
+	if s.cfg.Mode == ModeAll {
+		for _, m := range cur.ready {
+			if m != s.self {
+				cands = append(cands, m)
+			}
+		}
+	} else {
+		for _, v := range s.mem.recentViews() {
+			add(v)
+		}
+		add(cur)
 	}
-	add(cur)
 	type answer struct{ entries []wire.Entry }
 	ch := make(chan answer, len(cands))
 	n := 0
@@ -325,7 +346,7 @@ func (s *Store) applyLocal(ctx context.Context, id string, d *session.Delta) err
 	defer mu.Unlock()
 	now := s.nowNano()
 	st := s.status(id, now)
-	if !st.present && s.cfg.Mode == ModeBackup && s.mem.inTransition() {
+	if !st.present && s.fetchOnMiss() {
 		if s.fetchPrevious(ctx, id) {
 			st = s.status(id, s.nowNano())
 		}

@@ -66,7 +66,8 @@ type Store struct {
 
 	ready   atomic.Bool
 	readyCh chan struct{}
-	closing atomic.Bool
+	closing atomic.Bool // the peer listener refuses calls
+	leaving atomic.Bool // Close has begun
 	closeMu sync.Mutex
 	closed  bool
 	bg      context.Context
@@ -224,6 +225,7 @@ func (s *Store) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	s.leaving.Store(true)
 	var errs []error
 	if s.mem.selfState() == stateReady {
 		s.mem.setState(stateLeaving)

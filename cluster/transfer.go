@@ -42,6 +42,9 @@ func (s *Store) startup() {
 	if err := s.transferIn(ctx); err != nil {
 		return // only when ctx ended
 	}
+	if s.leaving.Load() {
+		return // Close began meanwhile: do not enter placement
+	}
 	s.mem.setState(stateReady)
 	s.ready.Store(true)
 	close(s.readyCh)
