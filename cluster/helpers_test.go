@@ -35,7 +35,7 @@ func testLogger() *slog.Logger {
 
 // cluster is a set of in-process nodes on 127.0.0.x loopback addresses.
 type tcluster struct {
-	t     *testing.T
+	t     testing.TB
 	mode  Mode
 	mut   func(*Config)
 	mu    sync.Mutex
@@ -44,7 +44,7 @@ type tcluster struct {
 	seq   int
 }
 
-func newTCluster(t *testing.T, mode Mode, n int, mut func(*Config)) *tcluster {
+func newTCluster(t testing.TB, mode Mode, n int, mut func(*Config)) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t, mode: mode, mut: mut, nodes: map[string]*Store{}, addrs: map[string]string{}}
 	t.Cleanup(c.closeAll)
@@ -214,7 +214,7 @@ func (c *tcluster) waitReady(ids ...string) {
 }
 
 // waitFor polls cond every 10 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -225,7 +225,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -478,3 +478,15 @@ func (t *table) digest(now int64, include func(id string) bool) [32]byte {
 	h.Sum(out[:0])
 	return out
 }
+
+// count reports how many sessions and tombstones the table holds.
+func (t *table) count() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

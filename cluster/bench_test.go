@@ -1,0 +1,241 @@
+package cluster
+
+// Benchmarks for docs/benchmarks-cluster.md. Run them on a quiet machine:
+//
+//	go test -run '^$' -bench . -benchtime 2000x ./cluster/
+//
+// Latency benchmarks report p50/p99 in µs besides ns/op; paired ones
+// (a write beside a bare transport round trip) run in the same process so
+// their ratio is meaningful.
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/roamsession/roam/cluster/internal/wire"
+	"github.com/roamsession/roam/placement"
+	"github.com/roamsession/roam/session"
+)
+
+// startBench starts n nodes for a benchmark; with secret, peer traffic is
+// TLS-authenticated as in production.
+func startBench(b *testing.B, mode Mode, n int, secret bool) *tcluster {
+	b.Helper()
+	return newTCluster(b, mode, n, func(cfg *Config) {
+		if secret {
+			cfg.Secret = []byte("benchmark secret")
+		}
+	})
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	slices.Sort(d)
+	if len(d) == 0 {
+		return 0, 0
+	}
+	return d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
+}
+
+func reportLatency(b *testing.B, d []time.Duration) {
+	p50, p99 := percentiles(d)
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+}
+
+// BenchmarkWriteAck measures the acknowledgement latency of one write (a
+// counter update) at the session's primary, 3 nodes, sync, beside a bare
+// round trip of the same transport (HTTP/2 + TLS, a Ping frame).
+func BenchmarkWriteAck(b *testing.B) {
+	for _, mode := range []Mode{ModeBackup, ModeAll} {
+		b.Run("3nodes-sync-"+string(mode), func(b *testing.B) {
+			c := startBench(b, mode, 3, true)
+			s := c.node("n1")
+			ids := sessionsOwnedBy(b, c, "n1", 256)
+			ds := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				if err := s.Apply(context.Background(), ids[i%len(ids)], setDelta("counter", strconv.Itoa(i))); err != nil {
+					b.Fatal(err)
+				}
+				ds = append(ds, time.Since(start))
+			}
+			b.StopTimer()
+			reportLatency(b, ds)
+		})
+	}
+	b.Run("bare-transport-roundtrip", func(b *testing.B) {
+		c := startBench(b, ModeBackup, 2, true)
+		s := c.node("n1")
+		addr := c.node("n2").PeerAddr()
+		ping := &wire.Ping{Payload: make([]byte, 64)}
+		ds := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for range b.N {
+			start := time.Now()
+			var pong wire.Ping
+			if err := s.pc.call(context.Background(), addr, pathPing, ping, &pong); err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		b.StopTimer()
+		reportLatency(b, ds)
+	})
+}
+
+// BenchmarkLoadAtOwner reads sessions at their primary: no network I/O
+// (the benchmark fails if any peer byte is sent).
+func BenchmarkLoadAtOwner(b *testing.B) {
+	c := startBench(b, ModeBackup, 3, true)
+	s := c.node("n1")
+	ids := sessionsOwnedBy(b, c, "n1", 256)
+	before := testutilCount(s.metrics.bytesSent)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.Load(context.Background(), ids[i%len(ids)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if sent := testutilCount(s.metrics.bytesSent) - before; sent != 0 {
+		b.Fatalf("reads at the owner sent %v peer bytes, want 0", sent)
+	}
+}
+
+// BenchmarkMemoryPerNode creates 100,000 sessions (user, counter, node) on
+// 3 nodes and reports the Go heap per node.
+func BenchmarkMemoryPerNode(b *testing.B) {
+	for _, mode := range []Mode{ModeBackup, ModeAll} {
+		b.Run(string(mode), func(b *testing.B) {
+			b.StopTimer()
+			runtime.GC()
+			var m0 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			c := startBench(b, mode, 3, true)
+			ids := c.ids()
+			const total = 100_000
+			work := make(chan int)
+			done := make(chan struct{})
+			for w := range 8 {
+				go func() {
+					for i := range work {
+						id := session.NewID()
+						_ = w
+						if err := c.node(ids[i%3]).Apply(context.Background(), id, newDelta("user", "user"+strconv.Itoa(i), "counter", strconv.Itoa(i), "node", ids[i%3])); err != nil {
+							b.Error(err)
+						}
+					}
+					done <- struct{}{}
+				}()
+			}
+			for i := range total {
+				work <- i
+			}
+			close(work)
+			for range 8 {
+				<-done
+			}
+			runtime.GC()
+			var m1 runtime.MemStats
+			runtime.ReadMemStats(&m1)
+			held := 0
+			for _, id := range ids {
+				held += c.node(id).tab.count()
+			}
+			b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/3/(1<<20), "MiB-heap/node")
+			b.ReportMetric(float64(held)/3, "sessions/node")
+			for range b.N {
+			}
+		})
+	}
+}
+
+// BenchmarkReplicationBytes reports the peer bytes one write costs (sent
+// by every node, requests and answers) for N = 2…6.
+func BenchmarkReplicationBytes(b *testing.B) {
+	for _, mode := range []Mode{ModeBackup, ModeAll} {
+		for n := 2; n <= 6; n++ {
+			b.Run(fmt.Sprintf("%s-N%d", mode, n), func(b *testing.B) {
+				c := startBench(b, mode, n, true)
+				s := c.node("n1")
+				ids := sessionsOwnedBy(b, c, "n1", 64)
+				sum := func() float64 {
+					t := 0.0
+					for _, id := range c.ids() {
+						t += testutilCount(c.node(id).metrics.bytesSent)
+					}
+					return t
+				}
+				before := sum()
+				b.ResetTimer()
+				for i := range b.N {
+					if err := s.Apply(context.Background(), ids[i%len(ids)], setDelta("counter", strconv.Itoa(1000000+i))); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric((sum()-before)/float64(b.N), "peer-bytes/write")
+			})
+		}
+	}
+}
+
+// BenchmarkCrashDetection measures, over b.N crashes, how long until every
+// survivor's membership has dropped a crashed node (the default tuning).
+func BenchmarkCrashDetection(b *testing.B) {
+	for _, n := range []int{3, 5, 10} {
+		b.Run(fmt.Sprintf("N%d", n), func(b *testing.B) {
+			var ds []time.Duration
+			for range b.N {
+				c := startBench(b, ModeBackup, n, false)
+				victim := c.ids()[len(c.ids())-1]
+				start := time.Now()
+				c.crash(victim)
+				for {
+					all := true
+					for _, id := range c.ids() {
+						if slices.Contains(c.node(id).mem.view().ready, victim) {
+							all = false
+						}
+					}
+					if all {
+						break
+					}
+					if time.Since(start) > 30*time.Second {
+						b.Fatal("crash not detected in 30 s")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				ds = append(ds, time.Since(start))
+				c.closeAll()
+			}
+			p50, p99 := percentiles(ds)
+			b.ReportMetric(p50.Seconds(), "p50-s")
+			b.ReportMetric(p99.Seconds(), "p99-s")
+			b.ReportMetric(ds[len(ds)-1].Seconds(), "max-s")
+		})
+	}
+}
+
+// sessionsOwnedBy creates n sessions whose primary is node.
+func sessionsOwnedBy(b *testing.B, c *tcluster, node string, n int) []string {
+	b.Helper()
+	var ids []string
+	for len(ids) < n {
+		id := session.NewID()
+		if placement.Primary(id, c.ids()) != node {
+			continue
+		}
+		if err := c.node(node).Apply(context.Background(), id, newDelta("user", "alice", "counter", "0")); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
