@@ -158,8 +158,10 @@ func (s *Store) key(id string) (string, bool) {
 // has passed (memcached's TTL is only whole seconds, and is set to outlive
 // Expires), and when the item is corrupt (logged: the user gets a fresh
 // session rather than errors until the item's TTL ends). It returns a
-// wrapped error when the server is down or slow (at most about the
-// client's Timeout) or the record is of an unknown format version, and
+// wrapped error when the server is down or hung (a refused connection
+// fails at once; a hung server costs at most about two of the client's
+// Timeouts, the dial and the exchange) or the record is of an unknown
+// format version, and
 // ctx's error, without a request, when ctx is already done.
 func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 	if err := ctx.Err(); err != nil {
@@ -222,8 +224,8 @@ func (s *Store) live(it *memcache.Item, id string, now time.Time) (*session.Reco
 // logout is never undone. With d.Create an absent session is created with
 // add, which fails if another creator got there first (Apply then merges
 // into that session), and an expired or corrupt one is replaced by an empty
-// record. The item's TTL follows the record's Expires, rounded up (see
-// Store's doc). Apply returns a wrapped error when a server is down or
+// record. The item's TTL follows the record's Expires, rounded up to whole
+// seconds plus two (see the package doc). Apply returns a wrapped error when a server is down or
 // slow, and ctx's error when ctx is done before an attempt or during a
 // backoff; an attempt in flight is bounded by the client's Timeout.
 func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
