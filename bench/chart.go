@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -44,9 +45,9 @@ func writeCharts(dir string, results []*Result, formats []string) ([]chart, erro
 		}
 	}
 	var out []chart
-	save := func(p *plot.Plot, c chart) error {
+	save := func(p *plot.Plot, leg *plot.Legend, c chart) error {
 		for _, ext := range formats {
-			if err := p.Save(chartW, chartH, filepath.Join(dir, c.file+"."+ext)); err != nil {
+			if err := saveChart(p, leg, filepath.Join(dir, c.file+"."+ext), ext); err != nil {
 				return fmt.Errorf("bench: chart %s: %w", c.file, err)
 			}
 		}
@@ -63,19 +64,19 @@ func writeCharts(dir string, results []*Result, formats []string) ([]chart, erro
 		suffix := "-n" + strconv.Itoa(n)
 		steps := []struct {
 			c    chart
-			draw func([]*Result) (*plot.Plot, error)
+			draw func([]*Result) (*plot.Plot, *plot.Legend, error)
 		}{
 			{chart{fmt.Sprintf("Sessions kept over time, N = %d", n), "kept" + suffix}, keptChart},
 			{chart{fmt.Sprintf("Latency distribution, N = %d", n), "latency" + suffix}, latencyChart},
-			{chart{fmt.Sprintf("Load per node, N = %d", n), "load" + suffix}, loadChart},
+			{chart{fmt.Sprintf("Load per node, N = %d%s", n, beforeFault(rs)), "load" + suffix}, loadChart},
 		}
 		for _, s := range steps {
-			p, err := s.draw(rs)
+			p, leg, err := s.draw(rs)
 			if err != nil {
 				return nil, fmt.Errorf("bench: chart %s: %w", s.c.file, err)
 			}
 			p.Title.Text = s.c.title
-			if err := save(p, s.c); err != nil {
+			if err := save(p, leg, s.c); err != nil {
 				return nil, err
 			}
 		}
@@ -89,12 +90,12 @@ func writeCharts(dir string, results []*Result, formats []string) ([]chart, erro
 			{chart{"Memory per node against N", "memory-vs-n"}, "mean RSS per node (MiB)", func(r *Result) float64 { return float64(r.RSSMeanBytes) / (1 << 20) }},
 			{chart{"Replication traffic per write against N", "replication-vs-n"}, "peer bytes sent per acknowledged write", func(r *Result) float64 { return r.ReplicationBytesPerWrite }},
 		} {
-			p, err := byNChart(ok, s.ylab, s.value)
+			p, leg, err := byNChart(ok, s.ylab, s.value)
 			if err != nil {
 				return nil, fmt.Errorf("bench: chart %s: %w", s.c.file, err)
 			}
 			p.Title.Text = s.c.title
-			if err := save(p, s.c); err != nil {
+			if err := save(p, leg, s.c); err != nil {
 				return nil, err
 			}
 		}
@@ -110,21 +111,56 @@ func styleLine(l *plotter.Line, i int) {
 	l.Width = vg.Points(1.5)
 }
 
-func newPlot(xlab, ylab string) *plot.Plot {
+func newPlot(xlab, ylab string) (*plot.Plot, *plot.Legend) {
 	p := plot.New()
 	p.X.Label.Text = xlab
 	p.Y.Label.Text = ylab
-	p.Legend.Top = true
-	p.Legend.Left = false
-	p.Legend.XOffs = vg.Points(-4)
 	p.Add(plotter.NewGrid())
-	return p
+	leg := plot.NewLegend()
+	leg.Top, leg.Left = true, true
+	return p, &leg
+}
+
+// saveChart draws p with its legend in a column of its own on the right,
+// where it hides no data (the plot's own legend sits on the data), and
+// writes it to file in format.
+func saveChart(p *plot.Plot, leg *plot.Legend, file, format string) error {
+	c, err := draw.NewFormattedCanvas(chartW, chartH, format)
+	if err != nil {
+		return err
+	}
+	dc := draw.New(c)
+	legW := leg.Rectangle(dc).Size().X + vg.Points(16)
+	p.Draw(draw.Crop(dc, 0, -legW, 0, 0))
+	// Start the legend level with the top of the plot area, below the
+	// title.
+	top := -p.Title.TextStyle.Height(p.Title.Text) - p.Title.Padding - vg.Points(8)
+	leg.Draw(draw.Crop(dc, chartW-legW+vg.Points(8), 0, 0, top))
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// beforeFault says what the load chart counts when the runs had faults.
+func beforeFault(rs []*Result) string {
+	for _, r := range rs {
+		if len(r.Faults) > 0 {
+			return ", before the first fault"
+		}
+	}
+	return ""
 }
 
 // keptChart: each run's kept ratio per timeline window, with the faults
 // marked as vertical lines at the time they began.
-func keptChart(rs []*Result) (*plot.Plot, error) {
-	p := newPlot("seconds since the load began", "session requests kept")
+func keptChart(rs []*Result) (*plot.Plot, *plot.Legend, error) {
+	p, leg := newPlot("seconds since the load began", "session requests kept")
 	p.Y.Min, p.Y.Max = 0, 1.05
 	var tmax float64
 	for i, r := range rs {
@@ -133,49 +169,47 @@ func keptChart(rs []*Result) (*plot.Plot, error) {
 			if w.Judged() == 0 {
 				continue // nothing was asked in the window: no point
 			}
-			pts = append(pts, plotter.XY{X: w.StartS, Y: w.KeptRatio})
+			// A window's point sits at its middle.
+			pts = append(pts, plotter.XY{X: w.StartS + r.windowS()/2, Y: w.KeptRatio})
 		}
 		if len(pts) == 0 {
 			continue
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		styleLine(l, i)
 		p.Add(l)
-		p.Legend.Add(r.Strategy, l)
+		leg.Add(r.Strategy, l)
 		tmax = max(tmax, r.DurationS)
 	}
 	if len(rs) > 0 {
 		for _, ev := range rs[0].FaultEvents {
 			l, err := plotter.NewLine(plotter.XYs{{X: ev.AtS, Y: 0}, {X: ev.AtS, Y: 1.05}})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			l.Color = color.Gray{Y: 90}
 			l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
 			p.Add(l)
 			lab, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: ev.AtS, Y: 0.02}}, Labels: []string{" " + ev.Fault}})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			p.Add(lab)
 		}
 	}
 	p.X.Min, p.X.Max = 0, max(tmax, 1)
-	return p, nil
+	return p, leg, nil
 }
 
 // latencyChart: each run's latency CDF on a log axis.
-func latencyChart(rs []*Result) (*plot.Plot, error) {
-	p := newPlot("latency (ms, log scale)", "fraction of requests at most that slow")
+func latencyChart(rs []*Result) (*plot.Plot, *plot.Legend, error) {
+	p, leg := newPlot("latency (ms, log scale)", "fraction of requests at most that slow")
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = false
-	p.Legend.Left = false
-	p.Legend.YOffs = vg.Points(12)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, r := range rs {
 		lat, frac := r.Latency().CDF()
@@ -189,11 +223,11 @@ func latencyChart(rs []*Result) (*plot.Plot, error) {
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		styleLine(l, i)
 		p.Add(l)
-		p.Legend.Add(r.Strategy, l)
+		leg.Add(r.Strategy, l)
 	}
 	// A log axis must stay above zero: set the range rather than let the
 	// plot pad a single value down to 0.
@@ -201,13 +235,13 @@ func latencyChart(rs []*Result) (*plot.Plot, error) {
 		lo, hi = 0.01, 100
 	}
 	p.X.Min, p.X.Max = lo/1.5, hi*1.5
-	return p, nil
+	return p, leg, nil
 }
 
 // loadChart: each run's share of requests per node, one group of bars per
 // strategy; an even spread puts every bar at 1/N.
-func loadChart(rs []*Result) (*plot.Plot, error) {
-	p := newPlot("", "share of requests served")
+func loadChart(rs []*Result) (*plot.Plot, *plot.Legend, error) {
+	p, leg := newPlot("", "share of requests served")
 	var names []string
 	most := 0
 	for _, r := range rs {
@@ -215,43 +249,50 @@ func loadChart(rs []*Result) (*plot.Plot, error) {
 		most = max(most, len(r.NodeIDs))
 	}
 	if most == 0 {
-		return p, nil
+		return p, leg, nil
 	}
 	w := vg.Points(min(40/float64(most), 10))
+	top := 0.0
 	for k := range most {
 		vals := make(plotter.Values, len(rs))
 		id := ""
 		for i, r := range rs {
 			if k < len(r.NodeIDs) {
 				id = r.NodeIDs[k]
+				per := r.RequestsPerNodeBeforeFault
+				if len(per) == 0 {
+					per = r.RequestsPerNode
+				}
 				total := 0
-				for _, c := range r.RequestsPerNode {
+				for _, c := range per {
 					total += c
 				}
 				if total > 0 {
-					vals[i] = float64(r.RequestsPerNode[r.NodeIDs[k]]) / float64(total)
+					vals[i] = float64(per[r.NodeIDs[k]]) / float64(total)
+					top = max(top, vals[i])
 				}
 			}
 		}
 		b, err := plotter.NewBarChart(vals, w)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		b.Color = plotutil.Color(k)
 		b.LineStyle.Width = 0
 		b.Offset = w * vg.Length(float64(k)-float64(most-1)/2)
 		p.Add(b)
-		p.Legend.Add(id, b)
+		leg.Add(id, b)
 	}
+	p.Y.Min, p.Y.Max = 0, max(top*1.1, 0.1)
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.5
 	p.X.Tick.Label.XAlign = draw.XRight
-	return p, nil
+	return p, leg, nil
 }
 
 // byNChart: one line per strategy of value against the node count.
-func byNChart(rs []*Result, ylab string, value func(*Result) float64) (*plot.Plot, error) {
-	p := newPlot("nodes (N)", ylab)
+func byNChart(rs []*Result, ylab string, value func(*Result) float64) (*plot.Plot, *plot.Legend, error) {
+	p, leg := newPlot("nodes (N)", ylab)
 	var order []string
 	series := map[string]plotter.XYs{}
 	for _, r := range rs {
@@ -273,14 +314,14 @@ func byNChart(rs []*Result, ylab string, value func(*Result) float64) (*plot.Plo
 		})
 		l, pt, err := plotter.NewLinePoints(pts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		styleLine(l, i)
 		pt.Color = plotutil.Color(i)
 		pt.Shape = plotutil.Shape(i)
 		p.Add(l, pt)
-		p.Legend.Add(s, l, pt)
+		leg.Add(s, l, pt)
 	}
 	p.Y.Min = 0
-	return p, nil
+	return p, leg, nil
 }

@@ -228,6 +228,9 @@ type Result struct {
 	RPS    float64 `json:"rps"`
 
 	RequestsPerNode map[string]int `json:"requests_per_node"`
+	// RequestsPerNodeBeforeFault counts the requests sent before the
+	// first fault; empty when there were no faults.
+	RequestsPerNodeBeforeFault map[string]int `json:"requests_per_node_before_fault,omitempty"`
 	// LoadMaxOverMean is the busiest node's requests over the mean, over
 	// the whole load and every node the run had (see LoadMaxOverMean).
 	LoadMaxOverMean float64 `json:"load_max_over_mean"`
@@ -251,6 +254,8 @@ type Result struct {
 	StoreRoundTrips      int64   `json:"store_round_trips"`
 	StoreTripsPerRequest float64 `json:"store_round_trips_per_request"`
 
+	// WindowS is the width of the timeline's windows in seconds.
+	WindowS     float64      `json:"window_s,omitempty"`
 	Timeline    []Window     `json:"timeline,omitempty"`
 	FaultEvents []FaultEvent `json:"fault_events,omitempty"`
 	// NodeIDs lists every node the run had, in order.
@@ -263,6 +268,14 @@ type Result struct {
 // Records returns every user's records, in the order each user sent
 // them (index: the user); nil for a Result decoded from JSON.
 func (r *Result) Records() [][]Record { return r.records }
+
+// windowS returns the timeline's window width, one second when unknown.
+func (r *Result) windowS() float64 {
+	if r.WindowS > 0 {
+		return r.WindowS
+	}
+	return 1
+}
 
 // Latency returns the run's latency histogram (every answered request).
 func (r *Result) Latency() *Histogram { return &r.latency }
@@ -433,6 +446,10 @@ func assemble(opts Options, s *Summary, elapsed time.Duration, nodes []Node, smp
 	}
 	r.LoadMaxOverMean = LoadMaxOverMean(s.PerNode, r.NodeIDs)
 	r.LoadBeforeFault = LoadMaxOverMean(s.PerNodeBefore, r.NodeIDs[:min(opts.Nodes, len(r.NodeIDs))])
+	if len(opts.Faults) > 0 {
+		r.RequestsPerNodeBeforeFault = s.PerNodeBefore
+	}
+	r.WindowS = opts.Window.Seconds()
 	rep, calls, usage := smp.totals()
 	r.ReplicationBytes, r.StoreRoundTrips = rep, calls
 	if s.Acked > 0 {
