@@ -181,7 +181,8 @@ type HealthConfig struct {
 	// Interval between active checks; default 1s; off disables active
 	// checks (passive ejection still applies).
 	Interval Duration `yaml:"interval"`
-	// Timeout of one check; default 1s (and never more than Interval).
+	// Timeout of one check; default 1s. Checks of one backend never
+	// overlap: the next starts Interval after the previous ended.
 	Timeout Duration `yaml:"timeout"`
 	// Rise is how many consecutive passing checks bring a down backend
 	// up; default 2.
@@ -344,9 +345,6 @@ func (c *Config) Provision() error {
 	def(&c.Health.Path, "/healthz")
 	defD(&c.Health.Interval, time.Second)
 	defD(&c.Health.Timeout, time.Second)
-	if !c.Health.Interval.IsOff() && c.Health.Timeout > c.Health.Interval {
-		c.Health.Timeout = c.Health.Interval
-	}
 	defI(&c.Health.Rise, 2)
 	defI(&c.Health.Fall, 2)
 	defI(&c.Health.PassiveFails, 3)

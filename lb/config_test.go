@@ -30,7 +30,7 @@ backends:
 	if c.Admin != "127.0.0.1:8081" || c.Fallback != "least_conn" || c.SessionCookie != "roam_session" || c.Cookie.Name != "roam_lb" {
 		t.Errorf("defaults not filled: %+v", c)
 	}
-	if c.Cookie.Expiry.D() != 30*time.Minute || c.Health.Interval.D() != 500*time.Millisecond || c.Health.Timeout.D() != 500*time.Millisecond {
+	if c.Cookie.Expiry.D() != 30*time.Minute || c.Health.Interval.D() != 500*time.Millisecond || c.Health.Timeout.D() != time.Second {
 		t.Errorf("durations: expiry %v interval %v timeout %v", c.Cookie.Expiry.D(), c.Health.Interval.D(), c.Health.Timeout.D())
 	}
 	if !c.RememberMoves.IsOff() || !c.Health.PassiveCoolDown.IsOff() {

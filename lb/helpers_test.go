@@ -149,6 +149,12 @@ func startInproc(t *testing.T, id string) *inprocBackend {
 
 func (b *inprocBackend) url() string { return "http://" + b.addr }
 
+func (b *inprocBackend) hitsOf(path string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hits[path]
+}
+
 func (b *inprocBackend) setSick(s bool) {
 	b.mu.Lock()
 	b.sick = s

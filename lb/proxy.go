@@ -181,9 +181,11 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rt.retryStatus(resp.StatusCode) && idempotent && body == nil && upgrade == "" && attempt < maxRetries {
 			pool.rs = rs
 			if next := rt.policy.Pick(pool, r); next != nil && l.budget.withdraw(now) {
+				// Not a passive failure: the backend is alive and answering,
+				// and one endpoint that answers 503 everywhere must not get
+				// every backend ejected.
 				discard(resp.Body)
 				b.active.Add(-1)
-				l.passiveFail(rt, b, errStatus, now)
 				l.metrics.retries.WithLabelValues("status").Inc()
 				rs.forced = next
 				continue
@@ -294,10 +296,7 @@ func discard(rc io.ReadCloser) {
 	rc.Close()
 }
 
-var (
-	errStatus       = errors.New("lb: backend answered a retryable status")
-	errBodyTooLarge = errors.New("lb: request body too large")
-)
+var errBodyTooLarge = errors.New("lb: request body too large")
 
 func isMaxBytes(err error) bool {
 	var mb *http.MaxBytesError

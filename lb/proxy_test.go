@@ -99,7 +99,7 @@ func TestOversizedHeadersGet431(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("32 KiB header with an 8 KiB limit: status %d, want 431", resp.StatusCode)
 	}
-	if b.hits["/"] != 0 {
+	if b.hitsOf("/") != 0 {
 		t.Errorf("oversized request reached the backend")
 	}
 }
