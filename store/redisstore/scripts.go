@@ -169,26 +169,30 @@ end
 
 -- Del before Set, so a name in both ends up set (as in memstore). The
 -- metadata rides in the first HSET; unpack limits each call's arguments.
+local nargs = #ARGV
 local i = lastSet + 1
-while i <= #ARGV do
-  local args = {}
-  while i <= #ARGV and #args < 1000 do
-    args[#args + 1] = 'v:' .. ARGV[i]
+while i <= nargs do
+  local args, n = {}, 0
+  while i <= nargs and n < 1000 do
+    n = n + 1
+    args[n] = 'v:' .. ARGV[i]
     i = i + 1
   end
   redis.call('HDEL', key, unpack(args))
 end
+local n = #fields
 i = firstSet
 repeat
-  while i <= lastSet and #fields < 1000 do
-    fields[#fields + 1] = 'v:' .. ARGV[i]
-    fields[#fields + 1] = ARGV[i + 1]
+  while i <= lastSet and n < 1000 do
+    fields[n + 1] = 'v:' .. ARGV[i]
+    fields[n + 2] = ARGV[i + 1]
+    n = n + 2
     i = i + 2
   end
-  if #fields > 0 then
-    redis.call('HSET', key, unpack(fields))
+  if n > 0 then
+    redis.call('HSET', key, unpack(fields, 1, n))
   end
-  fields = {}
+  fields, n = {}, 0
 until i > lastSet
 if pexp ~= '' then
   redis.call('PEXPIREAT', key, pexp)
