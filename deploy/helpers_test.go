@@ -204,6 +204,9 @@ func startNodes(t *testing.T, n int, st storeSetup) *nodeSet {
 			t.Fatalf("node %s never became ready: %v", nd.ID, err)
 		}
 	}
+	if st.Settled != nil {
+		st.Settled(t, set)
+	}
 	return set
 }
 
