@@ -305,6 +305,7 @@ func (l *LB) Serve(ctx context.Context, ln, admin net.Listener) error {
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
+	l.log.Info("balancer stopped", "err", serveErr)
 	return serveErr
 }
 
