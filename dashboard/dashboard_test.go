@@ -331,6 +331,8 @@ func TestSessionsAreReadFromTheNodesMetrics(t *testing.T) {
 	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roam_cluster_sessions", Help: "held"}, []string{"role"})
 	held.WithLabelValues("primary").Set(7)
 	held.WithLabelValues("backup").Set(5)
+	held.WithLabelValues("other").Set(1)
+	held.WithLabelValues("tombstone").Set(30)
 	clusterReg.MustRegister(held)
 
 	memReg := prometheus.NewRegistry()
@@ -346,7 +348,7 @@ func TestSessionsAreReadFromTheNodesMetrics(t *testing.T) {
 		holds string
 		want  string
 	}{
-		{"cluster roles", clusterReg, HeldByCluster, "7 primary · 5 backup"},
+		{"cluster roles", clusterReg, HeldByCluster, "7 primary · 5 backup · 1 other"},
 		{"memory estimate", memReg, HeldByNode, "≈5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

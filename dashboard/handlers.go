@@ -20,6 +20,14 @@ const actionTimeout = 60 * time.Second
 // templateFuncs are the helpers index.html uses.
 var templateFuncs = template.FuncMap{
 	"rate": func(f float64) string { return fmt.Sprintf("%.1f", f) },
+	// hostport shows a node's URL without its scheme, to fit the card.
+	"hostport": func(u string) string {
+		_, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			return u
+		}
+		return rest
+	},
 }
 
 // pageData is what index.html renders: the state and the notice left by a

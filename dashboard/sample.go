@@ -50,7 +50,8 @@ type NodeView struct {
 type Sessions struct {
 	Held int64 `json:"held"`
 	// Roles is true when the store reports primary and backup copies
-	// (cluster:backup); Primary + Backup is then Held.
+	// (the cluster store); Held also counts copies that are no longer
+	// placed on the node and are about to move (role "other").
 	Roles   bool  `json:"roles,omitempty"`
 	Primary int64 `json:"primary,omitempty"`
 	Backup  int64 `json:"backup,omitempty"`
@@ -98,6 +99,11 @@ func (s *sampler) sample(ctx context.Context, nodes []Node, now time.Time) State
 		v.Node = n
 		v.Alive = alive(n)
 		v.RPS = s.rate(n, now)
+		if !v.Alive {
+			// Nothing more reaches a dead node; the smoothing would show
+			// its last requests fading out for seconds.
+			v.RPS = 0
+		}
 		st.RPS += v.RPS
 		if v.Alive && n.URL != "" && s.holds != HeldByServer {
 			wg.Go(func() { v.Sessions = s.sessions(ctx, n.URL) })
@@ -124,7 +130,12 @@ func (s *sampler) sessionsText(v *NodeView) string {
 	case v.Sessions == nil:
 		return "—"
 	case v.Sessions.Roles:
-		return fmt.Sprintf("%d primary · %d backup", v.Sessions.Primary, v.Sessions.Backup)
+		text := fmt.Sprintf("%d primary · %d backup", v.Sessions.Primary, v.Sessions.Backup)
+		if other := v.Sessions.Held - v.Sessions.Primary - v.Sessions.Backup; other > 0 {
+			// Held but no longer placed here: on its way elsewhere.
+			text += fmt.Sprintf(" · %d other", other)
+		}
+		return text
 	case v.Sessions.Estimated:
 		return fmt.Sprintf("≈%d", v.Sessions.Held)
 	}
@@ -217,15 +228,17 @@ func countSessions(fams map[string]*dto.MetricFamily) *Sessions {
 		out := &Sessions{}
 		for _, m := range f.GetMetric() {
 			v := int64(metricValue(m))
-			out.Held += v
 			switch labelValue(m, "role") {
+			case "tombstone":
+				continue // a deletion remembered, not a session
 			case "primary":
 				out.Roles = true
 				out.Primary += v
-			case "backup", "replica", "secondary":
+			case "backup":
 				out.Roles = true
 				out.Backup += v
 			}
+			out.Held += v
 		}
 		return out
 	}

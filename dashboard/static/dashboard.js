@@ -10,7 +10,8 @@
   const live = document.getElementById("live");
   const toast = document.getElementById("toast");
   let control = document.querySelector("form.add-form") !== null;
-  let toastTimer = 0;
+  // A notice the server rendered (after a plain form post) fades too.
+  let toastTimer = toast.hidden ? 0 : setTimeout(() => { toast.hidden = true; }, 6000);
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -67,7 +68,9 @@
   function spark(card, id, rps) {
     let h = history.get(id);
     if (!h) {
-      h = [];
+      // Start from a flat line: a node the page has just met has had no
+      // traffic the page saw.
+      h = new Array(HISTORY - 1).fill(0);
       history.set(id, h);
     }
     h.push(rps);
@@ -102,7 +105,7 @@
       set(card, "sessions", n.sessions_text);
       set(card, "requests", String(n.requests));
       set(card, "pid", n.pid ? String(n.pid) : "—");
-      set(card, "addr", n.url || "");
+      set(card, "addr", (n.url || "").replace(/^[a-z]+:\/\//, ""));
       spark(card, n.id, n.rps);
       const kill = card.querySelector(".kill-form");
       const start = card.querySelector(".start-form");

@@ -311,6 +311,12 @@ func (c *Cluster) startAll(ctx context.Context, nodes []*node) error {
 			spec = srv.spec
 		}
 	}
+	if c.clustered() {
+		// Replication gets a port of its own beside gossip; port 0 lets
+		// each node's kernel choose (peers learn it through gossip), where
+		// the default, the gossip port + 1, could be another node's.
+		spec += "?peer=" + net.JoinHostPort(c.host, "0")
+	}
 	c.mu.Lock()
 	c.spec = spec
 	c.mu.Unlock()
@@ -381,11 +387,14 @@ func (c *Cluster) Kill(id string) error {
 		return fmt.Errorf("%w: %s is %s", ErrNodeNotRunning, id, n.state)
 	}
 	n.state = StateKilled
-	p := n.p
+	p, gen := n.p, n.gen
 	c.mu.Unlock()
 	if err := p.Kill(); err != nil {
 		return fmt.Errorf("launch: kill %s: %w", id, err)
 	}
+	// Record the exit now rather than leave it to the watcher, so that
+	// Node shows it as soon as Kill returns.
+	c.recordExit(n, p, gen)
 	c.log.Info("node killed", "node", id, "pid", p.PID())
 	return nil
 }

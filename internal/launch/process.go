@@ -172,10 +172,16 @@ func (c *Cluster) awaitReady(ctx context.Context, id string, p *proc.Process, re
 	return addr, nil
 }
 
-// watchExit records how the process of generation gen ended, unless a
-// newer process has replaced it meanwhile.
+// watchExit records how the process of generation gen ended.
 func (c *Cluster) watchExit(n *node, p *proc.Process, gen int) {
 	defer c.wg.Done()
+	c.recordExit(n, p, gen)
+}
+
+// recordExit waits for p to exit and records how it ended on n, unless a
+// newer process has replaced it meanwhile. A running node that exits was
+// not asked to: it is marked exited.
+func (c *Cluster) recordExit(n *node, p *proc.Process, gen int) {
 	err := p.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
