@@ -175,9 +175,13 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) error 
 		return err
 	}
 	appURL := "http://" + ln.Addr().String()
+	store := st.Store
+	if st.External() {
+		store = cluster.StoreSpec() // the server's URL, password redacted
+	}
 	dash, err := dashboard.New(dashboard.Config{
 		Strategy: dashboard.Strategy{
-			Name: st.Name, Store: cluster.StoreSpec(), Policy: st.Policy, Holds: st.Holds,
+			Name: st.Name, Store: store, Policy: st.Policy, Holds: st.Holds,
 			Server: st.Server, Summary: st.Summary, Trade: st.Trade,
 		},
 		AppURL:  appURL,
@@ -256,6 +260,9 @@ func newDemoBalancer(st launch.Strategy, ln, aln net.Listener, cluster *launch.C
 		Policy: st.Policy,
 		Secret: hex.EncodeToString(secret),
 		Health: lb.HealthConfig{
+			// Ready, not merely alive: a cluster node joins the rotation
+			// once its state transfer is done.
+			Path:            "/readyz",
 			Interval:        lb.Duration(demoHealthInterval),
 			Timeout:         lb.Duration(demoHealthTimeout),
 			Rise:            1,

@@ -284,6 +284,92 @@ func TestDemoKillStartAdd(t *testing.T) {
 	}
 }
 
+// counter is POST /api/counter: the new value, and the node that served it.
+func (u *user) counter(base string) (int, string) {
+	u.t.Helper()
+	resp, err := u.hc.Post(base+"/api/counter", "", nil)
+	if err != nil {
+		u.t.Fatalf("POST /api/counter: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Node    string
+		Counter int
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		u.t.Fatalf("POST /api/counter = %d, want 200 with a counter", resp.StatusCode)
+	}
+	return body.Counter, body.Node
+}
+
+// meCounter is GET /api/me with the counter.
+func (u *user) meCounter(base string) (node, name string, counter int) {
+	u.t.Helper()
+	resp, err := u.hc.Get(base + "/api/me")
+	if err != nil {
+		u.t.Fatalf("GET /api/me: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Node, User string
+		Counter    int
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	return body.Node, body.User, body.Counter
+}
+
+// TestDemoReplicatedStrategiesKeepTheLogin kills the node that served the
+// user under the cluster strategies: the login and every acknowledged
+// increment survive, on another node; so they do when the node comes back
+// and when a node is added.
+func TestDemoReplicatedStrategiesKeepTheLogin(t *testing.T) {
+	for _, strategy := range []string{"backup", "all"} {
+		t.Run(strategy, func(t *testing.T) {
+			d := startDemo(t, "--strategy", strategy, "--nodes", "3")
+			u := newUser(t)
+			u.login(d.app, "carol")
+			var last string
+			for want := 1; want <= 3; want++ {
+				got, node := u.counter(d.app)
+				if got != want {
+					t.Fatalf("increment %d answered %d (by %s)", want, got, node)
+				}
+				last = node
+			}
+			pid := nodesOf(t, d)[last].PID
+			if code, body := adminPost(t, d, "/api/nodes/"+last+"/kill", nil); code != http.StatusOK {
+				t.Fatalf("kill %s = %d %s", last, code, body)
+			}
+			if running(pid) {
+				t.Fatalf("%s (pid %d) still running after kill", last, pid)
+			}
+			for range 6 {
+				node, name, counter := u.meCounter(d.app)
+				if node == last || name != "carol" || counter != 3 {
+					t.Fatalf("after killing %s: served by %s as %q with counter %d; want carol, 3, another node", last, node, name, counter)
+				}
+			}
+			if code, body := adminPost(t, d, "/api/nodes/"+last+"/start", nil); code != http.StatusOK {
+				t.Fatalf("start %s = %d %s", last, code, body)
+			}
+			d.children[last+"'"] = nodesOf(t, d)[last].PID
+			code, body := adminPost(t, d, "/api/nodes", nil)
+			if code != http.StatusOK {
+				t.Fatalf("add = %d %s", code, body)
+			}
+			d.children["n4"] = nodesOf(t, d)["n4"].PID
+			if got, node := u.counter(d.app); got != 4 {
+				t.Fatalf("increment after restart and add = %d (by %s), want 4", got, node)
+			}
+			for range 6 {
+				if node, name, counter := u.meCounter(d.app); name != "carol" || counter != 4 {
+					t.Fatalf("after restart and add: served by %s as %q with counter %d; want carol, 4", node, name, counter)
+				}
+			}
+		})
+	}
+}
+
 func TestDemoControlRefusesCrossOriginRequests(t *testing.T) {
 	d := startDemo(t, "--strategy", "none", "--nodes", "1")
 	if code, _ := adminPost(t, d, "/api/nodes/n1/kill", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}); code != http.StatusForbidden {
