@@ -151,7 +151,7 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				// Its other idle connections are as dead as this one.
 				b.conns.closeAll(false)
 			}
-			if errors.Is(err, errBodyTooLarge) || isMaxBytes(err) {
+			if isMaxBytes(err) {
 				l.fail(w, http.StatusRequestEntityTooLarge, "body_too_large")
 				return
 			}
@@ -295,8 +295,6 @@ func discard(rc io.ReadCloser) {
 	io.CopyN(io.Discard, rc, 64<<10)
 	rc.Close()
 }
-
-var errBodyTooLarge = errors.New("lb: request body too large")
 
 func isMaxBytes(err error) bool {
 	var mb *http.MaxBytesError
