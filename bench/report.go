@@ -17,11 +17,23 @@ type column struct {
 	cell func(r *Result) string
 }
 
-func tableColumns() []column {
-	return []column{
+// tableColumns returns the table's columns; with faults, the kept ratio
+// before and after the first one too.
+func tableColumns(results []*Result) []column {
+	cols := []column{
 		{"strategy", func(r *Result) string { return r.Strategy }},
 		{"N", func(r *Result) string { return fmt.Sprint(r.Nodes) }},
 		{"kept", func(r *Result) string { return fmt.Sprintf("%.1f%%", 100*r.SessionKeptRatio) }},
+	}
+	for _, r := range results {
+		if r.KeptBeforeFault != nil {
+			cols = append(cols,
+				column{"before fault", func(r *Result) string { return pctOf(r.KeptBeforeFault) }},
+				column{"after", func(r *Result) string { return pctOf(r.KeptAfterFault) }})
+			break
+		}
+	}
+	return append(cols, []column{
 		{"users logged out", func(r *Result) string { return fmt.Sprintf("%d/%d", r.UsersLoggedOut, r.Users) }},
 		{"lost incr.", func(r *Result) string { return fmt.Sprintf("%d/%d", r.LostIncrements, r.AckedIncrements) }},
 		{"5xx", func(r *Result) string { return fmt.Sprint(r.Errors5xx) }},
@@ -35,7 +47,14 @@ func tableColumns() []column {
 		{"sessions/node", func(r *Result) string { return sessionsCell(r) }},
 		{"repl. KiB", func(r *Result) string { return fmt.Sprintf("%.0f", float64(r.ReplicationBytes)/1024) }},
 		{"store calls/req", func(r *Result) string { return fmt.Sprintf("%.2f", r.StoreTripsPerRequest) }},
+	}...)
+}
+
+func pctOf(v *float64) string {
+	if v == nil {
+		return "-"
 	}
+	return fmt.Sprintf("%.1f%%", 100**v)
 }
 
 func sessionsCell(r *Result) string {
@@ -72,7 +91,7 @@ func faultErrors(r *Result) []string {
 // WriteTable writes results as an aligned text table.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	cols := tableColumns()
+	cols := tableColumns(results)
 	for i, c := range cols {
 		fmt.Fprint(tw, c.head, "\t")
 		if i == len(cols)-1 {
@@ -107,7 +126,7 @@ func WriteTable(w io.Writer, results []*Result) error {
 // that could not be made and each fault that failed.
 func Markdown(results []*Result) string {
 	var b strings.Builder
-	cols := tableColumns()
+	cols := tableColumns(results)
 	b.WriteString("|")
 	for _, c := range cols {
 		b.WriteString(" " + c.head + " |")
@@ -224,7 +243,7 @@ func WriteReport(dir string, results []*Result, info ReportInfo) error {
 // ColumnGuide explains the table's columns, for reports and docs.
 const ColumnGuide = `What the columns mean:
 
-- **kept**: of the session requests (GET /api/me, POST /api/counter) that got an answer, the share answered 200 for the right user with every acknowledged increment in it. Requests that failed (5xx, no answer) are not in it; they are counted under 5xx and other err.
+- **kept**: of the session requests (GET /api/me, POST /api/counter) that got an answer, the share answered 200 for the right user with every acknowledged increment in it. Requests that failed (5xx, no answer) are not in it; they are counted under 5xx and other err. With faults, **before fault** and **after** split it at the first fault: the steady state, and what the fault did.
 - **users logged out**: users who got at least one 401 after logging in (each logs in again and carries on).
 - **lost incr.**: acknowledged increments a later answer did not reflect (a logged-out user's whole counter counts), over all acknowledged increments.
 - **p50/p99/max ms**: latency of every answered request, as the client saw it through the balancer.

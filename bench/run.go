@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -213,12 +214,19 @@ type Result struct {
 	Stale            int     `json:"stale"`
 	WrongUser        int     `json:"wrong_user"`
 	SessionKeptRatio float64 `json:"session_kept_ratio"`
-	UsersLoggedOut   int     `json:"users_logged_out"`
-	UsersAllKept     int     `json:"users_all_kept"`
-	AckedIncrements  int     `json:"acked_increments"`
-	LostIncrements   int     `json:"lost_increments"`
-	Errors5xx        int     `json:"errors_5xx"`
-	ErrorsOther      int     `json:"errors_other"`
+	// KeptBeforeFault and KeptAfterFault split SessionKeptRatio at the
+	// first fault: the steady state, and what the fault did. Both are
+	// omitted when there were no faults.
+	KeptBeforeFault *float64 `json:"session_kept_ratio_before_fault,omitempty"`
+	KeptAfterFault  *float64 `json:"session_kept_ratio_after_fault,omitempty"`
+	UsersLoggedOut  int      `json:"users_logged_out"`
+	UsersAllKept    int      `json:"users_all_kept"`
+	AckedIncrements int      `json:"acked_increments"`
+	LostIncrements  int      `json:"lost_increments"`
+	Errors5xx       int      `json:"errors_5xx"`
+	ErrorsOther     int      `json:"errors_other"`
+	// Statuses counts every answer by HTTP status ("0": no answer).
+	Statuses map[string]int `json:"statuses"`
 
 	P50MS  float64 `json:"p50_ms"`
 	P90MS  float64 `json:"p90_ms"`
@@ -448,6 +456,12 @@ func assemble(opts Options, s *Summary, elapsed time.Duration, nodes []Node, smp
 	r.LoadBeforeFault = LoadMaxOverMean(s.PerNodeBefore, r.NodeIDs[:min(opts.Nodes, len(r.NodeIDs))])
 	if len(opts.Faults) > 0 {
 		r.RequestsPerNodeBeforeFault = s.PerNodeBefore
+		before, after := s.Before.KeptRatio(), s.After.KeptRatio()
+		r.KeptBeforeFault, r.KeptAfterFault = &before, &after
+	}
+	r.Statuses = map[string]int{}
+	for code, n := range s.Statuses {
+		r.Statuses[strconv.Itoa(code)] = n
 	}
 	r.WindowS = opts.Window.Seconds()
 	rep, calls, usage := smp.totals()

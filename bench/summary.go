@@ -145,7 +145,12 @@ type Summary struct {
 	// PerNodeBefore counts, like PerNode, the requests sent before the
 	// cut Summarize was given (all of them when it was 0).
 	PerNodeBefore map[string]int
-	Timeline      []Window
+	// Before and After tally the requests sent before the cut and from
+	// it on; both are empty when there was no cut.
+	Before, After Tally
+	// Statuses counts the answers by HTTP status, 0 for no answer.
+	Statuses map[int]int
+	Timeline []Window
 }
 
 // Summarize judges every user's records (see Judge) and adds them up.
@@ -155,7 +160,7 @@ type Summary struct {
 // is when the first fault struck: PerNodeBefore counts only the requests
 // sent before it, the balance of the undisturbed cluster.
 func Summarize(byUser [][]Record, window, span, cut time.Duration) *Summary {
-	s := &Summary{PerNode: map[string]int{}, PerNodeBefore: map[string]int{}}
+	s := &Summary{PerNode: map[string]int{}, PerNodeBefore: map[string]int{}, Statuses: map[int]int{}}
 	if window > 0 && span > 0 {
 		n := int((span + window - 1) / window)
 		s.Timeline = make([]Window, n)
@@ -171,6 +176,14 @@ func Summarize(byUser [][]Record, window, span, cut time.Duration) *Summary {
 		for i, r := range recs {
 			o := v.Outcomes[i]
 			s.add(o)
+			s.Statuses[r.Status]++
+			if cut > 0 {
+				if r.At < cut {
+					s.Before.add(o)
+				} else {
+					s.After.add(o)
+				}
+			}
 			if o == LoggedOut || o == WrongUser {
 				loggedOut = true
 			}

@@ -188,6 +188,13 @@ func TestSummarizeCountsPerUserAndBeforeTheCut(t *testing.T) {
 	if s.PerNode["n1"] != 5 || s.PerNode["n2"] != 3 {
 		t.Errorf("per node = %v, want n1:5 n2:3", s.PerNode)
 	}
+	if s.Before.KeptRatio() != 1 || s.After.KeptRatio() != 0.5 || s.Before.Requests+s.After.Requests != s.Requests {
+		t.Errorf("kept before, after the cut = %v, %v (of %d + %d requests); want 1, 0.5 of %d",
+			s.Before.KeptRatio(), s.After.KeptRatio(), s.Before.Requests, s.After.Requests, s.Requests)
+	}
+	if s.Statuses[200] != 7 || s.Statuses[401] != 1 || s.Statuses[0] != 1 {
+		t.Errorf("statuses = %v, want 200:7 401:1 0:1", s.Statuses)
+	}
 	if got := s.Timeline[2].KeptRatio; got != 0.5 {
 		t.Errorf("window at 2s kept %v, want 0.5", got)
 	}
