@@ -17,7 +17,7 @@ import (
 )
 
 // Client defaults for a node opened from a spec. They are shorter than
-// go-redis's (5 s dial, 3 s read and write, five dial attempts per
+// go-redis's (5 s dial, 5 s read and write, five dial attempts per
 // connection) so that a request to a Redis that is down or hung fails in
 // about a second with a 503 instead of hanging the user's page.
 const (

@@ -88,7 +88,7 @@
 // WriteTimeout, and its retries: MaxRetries, DialerRetries) and, when set,
 // Options.Timeout for each call as a whole. Every failure is returned
 // wrapped, so the Manager answers 503, and the client reconnects by itself
-// when the server is back. go-redis's defaults (5 s dial, 3 s read, five
+// when the server is back. go-redis's defaults (5 s dial, 5 s read, five
 // dial attempts per connection) keep a request to a dead server waiting for
 // seconds; see docs/stores/redis.md for settings that fail in about
 // 100 ms.

@@ -71,10 +71,22 @@ func expireAtMillis(t time.Time) string {
 // malformed or the created field is missing.
 func decodeRecord(id string, fields map[string]string) (*session.Record, error) {
 	rec := &session.Record{ID: id, Values: make(map[string][]byte, len(fields))}
+	// One buffer for all the values: a Load costs one allocation for them
+	// however many there are. Each value is capped at its own length, so an
+	// append by the caller reallocates instead of overwriting a neighbour.
+	size := 0
+	for k, v := range fields {
+		if strings.HasPrefix(k, attrPrefix) {
+			size += len(v)
+		}
+	}
+	buf := make([]byte, 0, size)
 	sawCreated := false
 	for k, v := range fields {
 		if name, ok := strings.CutPrefix(k, attrPrefix); ok {
-			rec.Values[name] = []byte(v)
+			start := len(buf)
+			buf = append(buf, v...)
+			rec.Values[name] = buf[start:len(buf):len(buf)]
 			continue
 		}
 		var err error

@@ -114,7 +114,8 @@ func testSentinelFailover(t *testing.T, sn *testserver.Sentinel, client *redis.C
 			}
 		})
 	}
-	t.Cleanup(func() { close(stop); wg.Wait() })
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopWriters)
 
 	waitFor(t, 10*time.Second, "async writers to get going", func() bool {
 		mu.Lock()
@@ -131,6 +132,7 @@ func testSentinelFailover(t *testing.T, sn *testserver.Sentinel, client *redis.C
 		return !resumedAt.IsZero()
 	})
 	newMaster := sn.WaitFailover(old)
+	stopWriters()
 	mu.Lock()
 	resumed := resumedAt.Sub(killedAt)
 	ackedNow := append([]string(nil), acked...)

@@ -235,7 +235,9 @@ func (s *Store) Load(ctx context.Context, id string) (*session.Record, error) {
 // Apply updates it in extra steps: before the script when d sets a
 // principal (a failure there fails Apply before anything is written, so a
 // session is never left out of its principal's index), and after it when
-// the deadline moved (best effort: a failure is logged, not returned).
+// the session leaves a principal or its deadline passes its index score
+// (best effort: a failure is logged, not returned, and the next write
+// tries again).
 //
 // It returns ErrNotReplicated (wrapped) when Options.WaitReplicas is set
 // and not enough replicas acknowledged, and a wrapped error when Redis
@@ -295,8 +297,9 @@ func (s *Store) Apply(ctx context.Context, id string, d session.Delta) error {
 // field as it is) with one HSET of those two fields and one PEXPIREAT, in
 // a script that first checks the session is live. It returns
 // session.ErrNotFound when the session does not exist or has expired.
-// On Redis Cluster, when the session has a principal, moving its deadline
-// in the index is a second, best-effort step. Errors are as for Apply.
+// On Redis Cluster, when the session has a principal and the new deadline
+// passes its index score, raising the score is a second, best-effort step.
+// Errors are as for Apply.
 func (s *Store) Touch(ctx context.Context, id string, touched, expires time.Time) error {
 	ctx, cancel, err := s.begin(ctx, "touch")
 	if err != nil {
@@ -405,8 +408,9 @@ func (s *Store) bestEffortIndex(ctx context.Context, principal, now, id, score, 
 	}
 }
 
-// runWrite runs a write script on key and returns its reply as strings, a
-// non-empty slice whenever the script ran. With Options.WaitReplicas it sends WAIT right behind the script on the
+// runWrite runs a write script on key and returns its reply as strings: a
+// non-empty slice whenever the script ran, nil with the error otherwise.
+// With Options.WaitReplicas it sends WAIT right behind the script on the
 // same connection (WAIT counts the acknowledgements of that connection's
 // writes) and returns the reply together with ErrNotReplicated when too few
 // replicas answered.
