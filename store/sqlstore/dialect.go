@@ -18,9 +18,15 @@ type Dialect string
 // The dialects roam supports, each tested against its real server with the
 // driver named beside it.
 const (
-	Postgres Dialect = "postgres" // PostgreSQL ≥ 12, driver github.com/jackc/pgx/v5/stdlib ("pgx")
-	MySQL    Dialect = "mysql"    // MySQL ≥ 8.0 and MariaDB ≥ 10.5, driver github.com/go-sql-driver/mysql
-	SQLite   Dialect = "sqlite"   // SQLite ≥ 3.35, driver modernc.org/sqlite (pure Go)
+	// Postgres is PostgreSQL (tested: 15) through github.com/jackc/pgx/v5/stdlib
+	// ("pgx").
+	Postgres Dialect = "postgres"
+	// MySQL is MariaDB (tested: 10.11) or MySQL (8.0 and later use the same
+	// SQL; not tested here) through github.com/go-sql-driver/mysql.
+	MySQL Dialect = "mysql"
+	// SQLite is SQLite through modernc.org/sqlite (pure Go, no cgo; tested:
+	// the SQLite built into v1.62).
+	SQLite Dialect = "sqlite"
 )
 
 // detectDialect recognises the drivers roam is tested with by their
