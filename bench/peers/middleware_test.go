@@ -96,7 +96,9 @@ func TestBothLibrariesKeepTheSession(t *testing.T) {
 	sm.Store = scsmem.New()
 	for name, pair := range map[string][2]http.Handler{
 		"roam": {
-			m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = session.FromContext(r.Context()).Put("user", "alice") })),
+			m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_ = session.FromContext(r.Context()).Put("user", "alice")
+			})),
 			m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, session.FromContext(r.Context()).GetString("user"))
 			})),
