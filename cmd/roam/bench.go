@@ -42,6 +42,7 @@ type benchConfig struct {
 	storeURLs      []string
 	logDir         string
 	logLevel       string
+	binary         string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -96,6 +97,7 @@ faults, at each of --nodes (a list: 3,5 or 2-6), and prints one table;
 	f.StringVar(&c.out, "out", "", "write report.md, results.json and charts to this directory")
 	f.StringArrayVar(&c.storeURLs, "store-url", nil, "use this store for a strategy instead of starting one: STRATEGY=URL (repeatable)")
 	f.StringVar(&c.logDir, "log-dir", "", "write each node's output to DIR/STRATEGY-nN/ID.log")
+	f.StringVar(&c.binary, "binary", "", "roam executable the nodes run (default: this one)")
 	f.StringVar(&c.logLevel, "log-level", "error", "level of the launcher's and balancer's logs on stderr (debug, info, warn, error)")
 	return cmd
 }
@@ -141,6 +143,12 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer, argv
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if c.users < 1 {
+		return fmt.Errorf("--users %d: want at least 1", c.users)
+	}
+	if c.duration <= 0 {
+		return fmt.Errorf("--duration %v: want a positive duration", c.duration)
+	}
 	faults, err := benchFaults(c)
 	if err != nil {
 		return err
@@ -182,7 +190,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer, argv
 		Options: bench.Options{
 			Users: c.users, Duration: c.duration, Think: think, WriteRatio: wr,
 			Faults: faults, StoreDowntime: c.storeDown, Sessions: c.sessions, Seed: c.seed,
-			Launcher: bench.ProcessLauncher{StoreURLs: urls, LogDir: c.logDir, Logger: logger},
+			Launcher: bench.ProcessLauncher{Binary: c.binary, StoreURLs: urls, LogDir: c.logDir, Logger: logger},
 			Progress: pp.Update,
 			Logger:   logger,
 		},
