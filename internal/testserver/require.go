@@ -1,18 +1,14 @@
 package testserver
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
-)
 
-// sbinDirs are searched after PATH: Debian installs daemons such as mariadbd
-// in /usr/sbin, which is not on an unprivileged user's PATH.
-var sbinDirs = []string{"/usr/sbin", "/usr/local/sbin", "/sbin"}
+	"github.com/roamsession/roam/internal/servers"
+)
 
 // CI reports whether the tests run under CI, meaning the environment
 // variable CI is set to a true value ("true", "1"). Under CI a missing
@@ -36,18 +32,7 @@ func Require(t testing.TB, binary, aptPackage string) string {
 	return path
 }
 
-func lookBinary(binary string) (string, error) {
-	path, err := exec.LookPath(binary)
-	if err == nil || strings.ContainsRune(binary, '/') {
-		return path, err
-	}
-	for _, dir := range sbinDirs {
-		if p, err2 := exec.LookPath(filepath.Join(dir, binary)); err2 == nil {
-			return p, nil
-		}
-	}
-	return "", err
-}
+func lookBinary(binary string) (string, error) { return servers.LookBinary(binary) }
 
 func missing(t testing.TB, binary, aptPackage string) {
 	t.Helper()
@@ -60,31 +45,17 @@ func missing(t testing.TB, binary, aptPackage string) {
 }
 
 // postgresBinDir returns the directory holding the postgres and initdb
-// binaries: the newest /usr/lib/postgresql/<version>/bin (Debian keeps them
-// off PATH), else the directory of a postgres found in PATH.
+// binaries (see servers.PostgresBinDir), skipping the test (failing it under
+// CI) when PostgreSQL is not installed.
 func postgresBinDir(t testing.TB) string {
 	t.Helper()
-	best, bestVer := "", -1
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
-	for _, m := range matches {
-		dir := filepath.Dir(m)
-		ver, err := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
-		if err != nil {
-			continue
+	dir, err := servers.PostgresBinDir()
+	if err != nil {
+		var ni *servers.NotInstalledError
+		if errors.As(err, &ni) {
+			missing(t, ni.Binary, ni.Package)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil && ver > bestVer {
-			best, bestVer = dir, ver
-		}
+		t.Fatalf("testserver: %v", err)
 	}
-	if best != "" {
-		return best
-	}
-	if p, err := exec.LookPath("postgres"); err == nil {
-		dir := filepath.Dir(p)
-		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
-			return dir
-		}
-	}
-	missing(t, "postgres and initdb", "postgresql")
-	return ""
+	return dir
 }

@@ -2,15 +2,10 @@ package testserver
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/servers"
 )
 
 // SentinelOptions configures RedisSentinel. The zero value is ready to use.
@@ -37,15 +32,9 @@ type Sentinel struct {
 	Sentinels       []*RedisServer
 	DownAfter       time.Duration
 
-	t testing.TB
+	srv *servers.Sentinel
+	t   testing.TB
 }
-
-// sentinelCount and sentinelQuorum: three sentinels, two must agree, so one
-// sentinel can be lost and a failover still happens.
-const (
-	sentinelCount  = 3
-	sentinelQuorum = 2
-)
 
 // RedisSentinel starts a master, a replica of it and three sentinels that
 // monitor it, and returns once every sentinel knows the replica and the
@@ -56,90 +45,25 @@ const (
 func RedisSentinel(t testing.TB, opts ...SentinelOptions) *Sentinel {
 	t.Helper()
 	o := oneOption(t, opts)
-	if o.MasterName == "" {
-		o.MasterName = "roam"
-	}
-	if o.DownAfter <= 0 {
-		o.DownAfter = time.Second
-	}
-	if o.FailoverTimeout <= 0 {
-		o.FailoverTimeout = 5 * time.Second
-	}
 	bin := Require(t, "redis-server", "redis-server")
-
-	master := Redis(t)
-	replica := Redis(t, RedisOptions{ReplicaOf: master})
+	srv, err := servers.StartSentinel(t, servers.SentinelOptions{Binary: bin, MasterName: o.MasterName,
+		DownAfter: o.DownAfter, FailoverTimeout: o.FailoverTimeout})
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
 	s := &Sentinel{
-		MasterName: o.MasterName,
-		Master:     master,
-		Replica:    replica,
-		DownAfter:  o.DownAfter,
-		t:          t,
+		MasterName:    srv.MasterName,
+		SentinelAddrs: srv.SentinelAddrs,
+		Master:        wrapRedis(t, srv.Master),
+		Replica:       wrapRedis(t, srv.Replica),
+		DownAfter:     srv.DownAfter,
+		srv:           srv,
+		t:             t,
 	}
-	for range sentinelCount {
-		cfg := redisNodeConfig{
-			bin:      bin,
-			name:     "sentinel",
-			host:     master.Host,
-			args:     []string{"--sentinel"},
-			confName: "sentinel.conf",
-			conf: func(host string, port, _ int) []string {
-				return []string{
-					"bind " + host,
-					"port " + strconv.Itoa(port),
-					"protected-mode no",
-					"daemonize no",
-					`logfile ""`,
-					fmt.Sprintf("sentinel monitor %s %s %d %d", o.MasterName, master.Host, master.Port, sentinelQuorum),
-					fmt.Sprintf("sentinel down-after-milliseconds %s %d", o.MasterName, o.DownAfter.Milliseconds()),
-					fmt.Sprintf("sentinel failover-timeout %s %d", o.MasterName, o.FailoverTimeout.Milliseconds()),
-					fmt.Sprintf("sentinel parallel-syncs %s 1", o.MasterName),
-				}
-			},
-		}
-		sn, err := startRedisNode(t, cfg)
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		sn.t = t
-		s.Sentinels = append(s.Sentinels, sn)
-		s.SentinelAddrs = append(s.SentinelAddrs, sn.Addr)
-	}
-	if err := s.waitDiscovered(); err != nil {
-		t.Fatalf("testserver: sentinels did not discover each other and the replica: %v", err)
+	for _, sn := range srv.Sentinels {
+		s.Sentinels = append(s.Sentinels, wrapRedis(t, sn))
 	}
 	return s
-}
-
-// waitDiscovered waits until every sentinel sees the master up, one healthy
-// replica and the other sentinels.
-func (s *Sentinel) waitDiscovered() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return proc.Poll(ctx, func(ctx context.Context) error {
-		for _, addr := range s.SentinelAddrs {
-			v, err := respDo(ctx, addr, "SENTINEL", "MASTER", s.MasterName)
-			if err != nil {
-				return fmt.Errorf("%s: %w", addr, err)
-			}
-			m := respMap(v)
-			if m["flags"] != "master" || m["num-slaves"] != "1" || m["num-other-sentinels"] != strconv.Itoa(sentinelCount-1) {
-				return fmt.Errorf("sentinel %s sees flags=%q replicas=%s other-sentinels=%s", addr, m["flags"], m["num-slaves"], m["num-other-sentinels"])
-			}
-			v, err = respDo(ctx, addr, "SENTINEL", "REPLICAS", s.MasterName)
-			if err != nil {
-				return fmt.Errorf("%s: %w", addr, err)
-			}
-			reps, _ := v.([]any)
-			if len(reps) != 1 {
-				return fmt.Errorf("sentinel %s lists %d replicas", addr, len(reps))
-			}
-			if r := respMap(reps[0]); r["flags"] != "slave" || r["master-link-status"] != "ok" {
-				return fmt.Errorf("sentinel %s sees replica flags=%q link=%q", addr, r["flags"], r["master-link-status"])
-			}
-		}
-		return nil
-	})
 }
 
 // MasterAddr asks the sentinels, in order, for the current master's address
@@ -148,33 +72,11 @@ func (s *Sentinel) MasterAddr() string {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var errs []error
-	for i, addr := range s.SentinelAddrs {
-		if !s.Sentinels[i].Running() {
-			continue
-		}
-		got, err := s.askMaster(ctx, addr)
-		if err == nil {
-			return got
-		}
-		errs = append(errs, err)
-	}
-	s.t.Fatalf("testserver: no sentinel named the master: %v", errors.Join(errs...))
-	return ""
-}
-
-func (s *Sentinel) askMaster(ctx context.Context, sentinel string) (string, error) {
-	v, err := respDo(ctx, sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.MasterName)
+	addr, err := s.srv.MasterAddr(ctx)
 	if err != nil {
-		return "", fmt.Errorf("sentinel %s: %w", sentinel, err)
+		s.t.Fatalf("testserver: %v", err)
 	}
-	arr, _ := v.([]any)
-	if len(arr) != 2 {
-		return "", fmt.Errorf("sentinel %s: master address reply %v", sentinel, v)
-	}
-	host, _ := arr[0].(string)
-	port, _ := arr[1].(string)
-	return net.JoinHostPort(host, port), nil
+	return addr
 }
 
 // Server returns the data server (Master or Replica) listening on addr, or
@@ -209,37 +111,9 @@ func (s *Sentinel) WaitFailover(from string) string {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var newMaster string
-	err := proc.Poll(ctx, func(ctx context.Context) error {
-		var names []string
-		for i, addr := range s.SentinelAddrs {
-			if !s.Sentinels[i].Running() {
-				continue
-			}
-			got, err := s.askMaster(ctx, addr)
-			if err != nil {
-				return err
-			}
-			names = append(names, got)
-		}
-		if len(names) == 0 {
-			return errors.New("no sentinel is running")
-		}
-		if names[0] == from || slices.ContainsFunc(names, func(n string) bool { return n != names[0] }) {
-			return fmt.Errorf("sentinels name %v (old master %s)", names, from)
-		}
-		v, err := respDo(ctx, names[0], "ROLE")
-		if err != nil {
-			return fmt.Errorf("new master %s: %w", names[0], err)
-		}
-		if arr, _ := v.([]any); len(arr) == 0 || arr[0] != "master" {
-			return fmt.Errorf("new master %s answers ROLE %v", names[0], v)
-		}
-		newMaster = names[0]
-		return nil
-	})
+	addr, err := s.srv.WaitFailover(ctx, from)
 	if err != nil {
-		s.t.Fatalf("testserver: no failover away from %s: %v", from, err)
+		s.t.Fatalf("testserver: %v", err)
 	}
-	return newMaster
+	return addr
 }

@@ -113,7 +113,7 @@ func SharedPostgres(t testing.TB) *PostgresServer {
 		}
 	})
 	view := *srv
-	view.Database, view.shared, view.t = db, true, t
+	view.Database, view.shared, view.h.t = db, true, t
 	return &view
 }
 
@@ -142,6 +142,6 @@ func SharedMariaDB(t testing.TB) *MariaDBServer {
 		}
 	})
 	view := *srv
-	view.Database, view.shared, view.t = db, true, t
+	view.Database, view.shared, view.h.t = db, true, t
 	return &view
 }

@@ -1,4 +1,4 @@
-package testserver
+package servers
 
 import (
 	"context"
@@ -36,16 +36,16 @@ func runAsUnprivileged() (*syscall.Credential, error) {
 	}
 	if err != nil {
 		if u, err = user.Lookup("nobody"); err != nil {
-			return nil, fmt.Errorf("testserver: no unprivileged user to run as: neither %s nor nobody exists: %w", unprivilegedName, err)
+			return nil, fmt.Errorf("servers: no unprivileged user to run as: neither %s nor nobody exists: %w", unprivilegedName, err)
 		}
 	}
 	uid, err := strconv.ParseUint(u.Uid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("testserver: user %s: uid %q: %w", u.Username, u.Uid, err)
+		return nil, fmt.Errorf("servers: user %s: uid %q: %w", u.Username, u.Uid, err)
 	}
 	gid, err := strconv.ParseUint(u.Gid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("testserver: user %s: gid %q: %w", u.Username, u.Gid, err)
+		return nil, fmt.Errorf("servers: user %s: gid %q: %w", u.Username, u.Gid, err)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
