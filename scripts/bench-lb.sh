@@ -295,6 +295,15 @@ run_nginx() {
 	done
 }
 run_stdlib() {
+	[ -x "$WORK/stdlib/proxy" ] || build_stdlib
+	"$WORK/stdlib/proxy" "$P" $B1 $B2 $B3 >"$WORK/stdlib.log" 2>&1 &
+	local pid=$!
+	PIDS+=($pid)
+	wait_http "http://$P/"
+	measure "httputil.ReverseProxy" round_robin $pid ""
+	stop $pid
+}
+build_stdlib() {
 	mkdir -p "$WORK/stdlib"
 	cat >"$WORK/stdlib/main.go" <<'GOEOF'
 // A plain httputil.ReverseProxy, round robin over the backends given as
@@ -328,12 +337,6 @@ func main() {
 }
 GOEOF
 	(cd "$WORK/stdlib" && go mod init stdlibproxy >/dev/null 2>&1 && go build -o proxy .)
-	"$WORK/stdlib/proxy" "$P" $B1 $B2 $B3 &
-	local pid=$!
-	PIDS+=($pid)
-	wait_http "http://$P/"
-	measure "httputil.ReverseProxy" round_robin $pid ""
-	stop $pid
 }
 run_caddy() {
 	if [ $HAVE_CADDY = 0 ]; then
