@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/servers"
 )
 
 // demo is a running `roam demo` process.
@@ -34,6 +35,20 @@ var (
 	demoAdminLine = regexp.MustCompile(`(?m)^roam demo: dashboard +(http://\S+)$`)
 	demoNodeLine  = regexp.MustCompile(`(?m)^roam demo: node (\S+) +http://\S+ \(pid (\d+)\)$`)
 )
+
+// requireBinary skips the test when binary is missing, or fails it under
+// CI=true, naming the Debian package, as internal/testserver does.
+func requireBinary(t *testing.T, binary, pkg string) {
+	t.Helper()
+	if _, err := servers.LookBinary(binary); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s NOT FOUND: install the Debian package %s (apt-get install -y %s)", binary, pkg, pkg)
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("%s; CI=true, so this is a failure, not a skip", msg)
+	}
+	t.Skipf("!!! SKIPPING %s: %s", t.Name(), msg)
+}
 
 // startDemo runs `roam demo --listen 127.0.0.1:0 --admin 127.0.0.1:0
 // ARGS…` as a real process and returns it once it printed its ready line.
@@ -318,13 +333,16 @@ func (u *user) meCounter(base string) (node, name string, counter int) {
 	return body.Node, body.User, body.Counter
 }
 
-// TestDemoReplicatedStrategiesKeepTheLogin kills the node that served the
-// user under the cluster strategies: the login and every acknowledged
-// increment survive, on another node; so they do when the node comes back
-// and when a node is added.
-func TestDemoReplicatedStrategiesKeepTheLogin(t *testing.T) {
-	for _, strategy := range []string{"backup", "all"} {
+// TestDemoSharedSessionsSurviveAKill kills the node that served the user
+// under the cluster strategies, and under Redis (a server the demo starts
+// itself): the login and every acknowledged increment survive, on another
+// node; so they do when the node comes back and when a node is added.
+func TestDemoSharedSessionsSurviveAKill(t *testing.T) {
+	for _, strategy := range []string{"backup", "all", "redis"} {
 		t.Run(strategy, func(t *testing.T) {
+			if strategy == "redis" {
+				requireBinary(t, "redis-server", "redis-server")
+			}
 			d := startDemo(t, "--strategy", strategy, "--nodes", "3")
 			u := newUser(t)
 			u.login(d.app, "carol")

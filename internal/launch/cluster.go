@@ -70,17 +70,14 @@ type Options struct {
 	// StoreURL is the external store for the redis, redis-sentinel,
 	// redis-cluster, memcached, postgres and mysql strategies, in the form
 	// roam node's --store takes (redis://127.0.0.1:6379, postgres://…).
-	// When empty, Start runs a server of its own if the machine has one
-	// installed, and otherwise fails with an error wrapping
-	// ErrServerMissing that names the package to install. It is an error
-	// for the other strategies.
+	// When empty, Start runs a server of its own (internal/servers: free
+	// loopback ports, files in a temporary directory that Stop removes) if
+	// the machine has one installed, and otherwise fails with an error
+	// wrapping ErrServerMissing that names the package to install. It is
+	// an error for the other strategies.
 	StoreURL string
-	// ServerDir is where a server started by Start keeps its files; a
-	// fresh temporary directory, removed by Stop, when empty.
-	ServerDir string
 	// LogDir, when set, receives each node's output in LogDir/ID.log
-	// (appended across restarts) and a started server's in
-	// LogDir/server.log.
+	// (appended across restarts).
 	LogDir string
 	// Output, when set, receives every node's output, each line prefixed
 	// with "ID | ".

@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roamsession/roam/internal/servers"
 )
 
 // roamBin is the roam binary built once by TestMain for every test.
@@ -302,5 +306,51 @@ func TestStopIsIdempotentAndRefusesLaterStarts(t *testing.T) {
 	}
 	if _, err := c.StartNode(ctxFor(t, time.Second), "n1"); !errors.Is(err, ErrClusterStopped) {
 		t.Fatalf("StartNode after Stop = %v, want ErrClusterStopped", err)
+	}
+}
+
+func TestAnExternalStrategyRunsItsOwnServer(t *testing.T) {
+	if _, err := servers.LookBinary("redis-server"); err != nil {
+		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+			t.Fatal("redis-server not installed (Debian package redis-server); CI=true, so this fails")
+		}
+		t.Skip("!!! SKIPPING: redis-server not installed (apt-get install -y redis-server)")
+	}
+	c := startCluster(t, Options{Strategy: "redis", Nodes: 2})
+	spec := c.StoreSpec()
+	addr, ok := strings.CutPrefix(spec, "redis://")
+	if !ok || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("StoreSpec() = %q, want redis://127.0.0.1:PORT", spec)
+	}
+	n1, _ := c.Node("n1")
+	n2, _ := c.Node("n2")
+	hc := client(t)
+	login(t, hc, n1.URL, "dora")
+	if code := me(t, hc, n2.URL); code != http.StatusOK {
+		t.Fatalf("GET /api/me on n2 after logging in on n1 = %d, want 200: both share the Redis", code)
+	}
+	if err := c.Stop(ctxFor(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("the Redis at %s still answers after Stop", addr)
+	}
+}
+
+func TestAMissingServerNamesThePackageAndTheFlag(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no redis-server anywhere on it
+	if _, err := servers.LookBinary("redis-server"); err == nil {
+		t.Skip("redis-server is in an sbin directory, which PATH does not hide")
+	}
+	c, err := New(Options{Strategy: "redis", Nodes: 1, Binary: roamBin, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	err = c.Start(ctxFor(t, 10*time.Second))
+	if !errors.Is(err, ErrServerMissing) || !strings.Contains(err.Error(), "apt-get install -y redis-server") ||
+		!strings.Contains(err.Error(), "--store-url redis://") {
+		t.Fatalf("Start without redis-server = %v; want ErrServerMissing naming the package and --store-url", err)
 	}
 }

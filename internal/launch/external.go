@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/roamsession/roam/internal/servers"
 )
 
 // ErrServerMissing is returned (wrapped) by Start when the strategy needs
@@ -13,21 +16,21 @@ import (
 // is not installed. The message names the Debian package and the flag.
 var ErrServerMissing = errors.New("launch: store server not installed")
 
-// serverKind describes one kind of external store server.
+// serverKind describes what a StoreURL for one kind of server looks like.
+// Which binaries and packages a local server needs is internal/servers'
+// business.
 type serverKind struct {
-	binary  string   // what must be installed for Start to run one itself
-	pkg     string   // the Debian package that provides it
 	schemes []string // accepted StoreURL schemes
 	example string   // a StoreURL to show in messages
 }
 
 var serverKinds = map[string]serverKind{
-	"redis":          {binary: "redis-server", pkg: "redis-server", schemes: []string{"redis", "rediss"}, example: "redis://127.0.0.1:6379"},
-	"redis-sentinel": {binary: "redis-server", pkg: "redis-server", schemes: []string{"redis-sentinel"}, example: "redis-sentinel://127.0.0.1:26379/mymaster"},
-	"redis-cluster":  {binary: "redis-server", pkg: "redis-server", schemes: []string{"redis-cluster"}, example: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"},
-	"memcached":      {binary: "memcached", pkg: "memcached", schemes: []string{"memcached"}, example: "memcached://127.0.0.1:11211"},
-	"postgres":       {binary: "postgres", pkg: "postgresql", schemes: []string{"postgres", "postgresql"}, example: "postgres://roam@127.0.0.1:5432/roam?sslmode=disable"},
-	"mysql":          {binary: "mariadbd", pkg: "mariadb-server", schemes: []string{"mysql"}, example: "mysql://roam:secret@127.0.0.1:3306/roam"},
+	"redis":          {schemes: []string{"redis", "rediss"}, example: "redis://127.0.0.1:6379"},
+	"redis-sentinel": {schemes: []string{"redis-sentinel"}, example: "redis-sentinel://127.0.0.1:26379/mymaster"},
+	"redis-cluster":  {schemes: []string{"redis-cluster"}, example: "redis-cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"},
+	"memcached":      {schemes: []string{"memcached"}, example: "memcached://127.0.0.1:11211"},
+	"postgres":       {schemes: []string{"postgres", "postgresql"}, example: "postgres://roam@127.0.0.1:5432/roam?sslmode=disable"},
+	"mysql":          {schemes: []string{"mysql"}, example: "mysql://roam:secret@127.0.0.1:3306/roam"},
 }
 
 // checkStoreURL rejects a StoreURL whose scheme does not fit the strategy.
@@ -46,26 +49,77 @@ func checkStoreURL(st Strategy, url string) error {
 
 // server is an external store server Start runs for the nodes.
 type server struct {
-	spec string // what the nodes' --store gets
-	stop func(ctx context.Context) error
+	spec  string // what the nodes' --store gets
+	group *servers.Group
 }
 
-// startServer runs the server st needs and returns the SPEC pointing at
-// it. It fails with an error wrapping ErrServerMissing, naming the package
-// to install and the flag to pass instead, when the binary is missing.
+// stop stops the server's processes and removes their files. Closing a
+// Group takes no context: each server's stop is bounded by servers itself
+// (15 s, then SIGKILL).
+func (s *server) stop(context.Context) error {
+	s.group.Close()
+	return nil
+}
+
+// startServer runs the server st needs, the same way the tests get theirs
+// (internal/servers: free loopback ports, a temporary directory, readiness
+// by protocol), and returns the SPEC pointing at it. It fails with an error
+// wrapping ErrServerMissing, naming the package to install and the flag to
+// pass instead, when a binary is missing.
 func startServer(ctx context.Context, st Strategy, opts Options, log *slog.Logger) (*server, error) {
 	k, ok := serverKinds[st.Server]
 	if !ok {
 		return nil, fmt.Errorf("launch: strategy %s: no server kind %q", st.Name, st.Server)
 	}
-	start := serverStarters[st.Server]
-	if start == nil {
-		return nil, fmt.Errorf("%w: strategy %s needs a %s server and roam cannot start one itself yet: pass --store-url %s",
-			ErrServerMissing, st.Name, st.Server, k.example)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return start(ctx, opts, log)
+	began := time.Now()
+	srv := &server{group: &servers.Group{}}
+	var err error
+	switch st.Server {
+	case "redis":
+		var r *servers.Redis
+		if r, err = servers.StartRedis(srv.group, servers.RedisOptions{Host: opts.Host}); err == nil {
+			srv.spec = "redis://" + r.Addr
+		}
+	case "redis-sentinel":
+		var s *servers.Sentinel
+		if s, err = servers.StartSentinel(srv.group, servers.SentinelOptions{}); err == nil {
+			srv.spec = "redis-sentinel://" + strings.Join(s.SentinelAddrs, ",") + "/" + s.MasterName
+		}
+	case "redis-cluster":
+		var c *servers.RedisCluster
+		if c, err = servers.StartRedisCluster(srv.group, servers.ClusterOptions{Replicas: true, Host: opts.Host}); err == nil {
+			srv.spec = "redis-cluster://" + strings.Join(c.Addrs, ",")
+		}
+	case "memcached":
+		var m *servers.Memcached
+		if m, err = servers.StartMemcached(srv.group, servers.MemcachedOptions{Host: opts.Host}); err == nil {
+			srv.spec = "memcached://" + m.Addr
+		}
+	case "postgres":
+		var p *servers.Postgres
+		if p, err = servers.StartPostgres(srv.group, servers.PostgresOptions{Host: opts.Host}); err == nil {
+			srv.spec = p.DSN()
+		}
+	case "mysql":
+		var m *servers.MariaDB
+		if m, err = servers.StartMariaDB(srv.group, servers.MariaDBOptions{Host: opts.Host}); err == nil {
+			srv.spec = m.URL()
+		}
+	default:
+		err = fmt.Errorf("no launcher for %s", st.Server)
+	}
+	if err != nil {
+		srv.group.Close()
+		var ni *servers.NotInstalledError
+		if errors.As(err, &ni) {
+			return nil, fmt.Errorf("%w: strategy %s needs %s, which is not installed: install the Debian package %s (apt-get install -y %s), or pass --store-url %s",
+				ErrServerMissing, st.Name, ni.Binary, ni.Package, ni.Package, k.example)
+		}
+		return nil, fmt.Errorf("launch: strategy %s: start %s: %w", st.Name, st.Server, err)
+	}
+	log.Info("store server ready", "server", st.Server, "store", redact(srv.spec), "took", time.Since(began).Round(time.Millisecond).String())
+	return srv, nil
 }
-
-// serverStarters start each kind of server; a kind without one needs
-// Options.StoreURL.
-var serverStarters = map[string]func(context.Context, Options, *slog.Logger) (*server, error){}
