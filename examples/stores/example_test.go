@@ -52,7 +52,7 @@ func Example_postgres() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close() // stops the cleanup loop; db stays open
+	defer store.Close()                        // stops the cleanup loop; db stays open
 	if err := store.Migrate(ctx); err != nil { // creates the tables once
 		log.Fatal(err)
 	}
