@@ -52,8 +52,10 @@ func Example_postgres() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close()                        // stops the cleanup loop; db stays open
-	if err := store.Migrate(ctx); err != nil { // creates the tables once
+	defer store.Close() // stops the cleanup loop; db stays open
+
+	// Creates the tables once.
+	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
 	sessions, err := session.NewManager(store, session.Options{})
