@@ -170,7 +170,6 @@ const nodeReadyLine = `^roam node (\S+) listening on http://(\S+) store=(\S+)$`
 // cleanup.
 func startNodes(t *testing.T, n int, st storeSetup) *nodeSet {
 	t.Helper()
-	bin := buildRoam(t)
 	set := &nodeSet{}
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
@@ -178,24 +177,7 @@ func startNodes(t *testing.T, n int, st storeSetup) *nodeSet {
 		if st.Args != nil {
 			args = append(args, st.Args(t, i)...)
 		}
-		ready := newLineWatcher(nodeReadyLine)
-		p, err := proc.Start(context.Background(), proc.Spec{
-			Name:   "roam node " + id,
-			Path:   bin,
-			Args:   args,
-			Env:    st.Env,
-			Stdout: ready,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Kill() })
-		logOnFailure(t, p)
-		m := ready.await(t, p, 30*time.Second)
-		if m[1] != id || m[3] != st.Kind {
-			t.Fatalf("node started as %q with store %q, want %q with %q", m[1], m[3], id, st.Kind)
-		}
-		set.nodes = append(set.nodes, &node{ID: id, Addr: m[2], p: p})
+		set.nodes = append(set.nodes, startRoamNode(t, id, args, st.Env, st.Kind))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -208,6 +190,51 @@ func startNodes(t *testing.T, n int, st storeSetup) *nodeSet {
 		st.Settled(t, set)
 	}
 	return set
+}
+
+// startRoamNode runs `roam ARGS…` (args[0] being "node") with the extra
+// environment env, and returns it once it has printed its ready line,
+// which must name id and the store kind. The node is killed at cleanup.
+func startRoamNode(t *testing.T, id string, args, env []string, kind string) *node {
+	t.Helper()
+	ready := newLineWatcher(nodeReadyLine)
+	p, err := proc.Start(context.Background(), proc.Spec{
+		Name:   "roam node " + id,
+		Path:   buildRoam(t),
+		Args:   args,
+		Env:    env,
+		Stdout: ready,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Kill() })
+	logOnFailure(t, p)
+	m := ready.await(t, p, 30*time.Second)
+	if m[1] != id || m[3] != kind {
+		t.Fatalf("node started as %q with store %q, want %q with %q", m[1], m[3], id, kind)
+	}
+	return &node{ID: id, Addr: m[2], p: p}
+}
+
+// startRoamLB runs `roam ARGS…` (args[0] being "lb") and returns it once it
+// accepts connections on listen and its admin API on admin reports n
+// backends, all up. It is stopped with SIGTERM at cleanup.
+func startRoamLB(t *testing.T, args []string, listen, admin string, n int) *balancer {
+	t.Helper()
+	p, err := proc.Start(context.Background(), proc.Spec{Name: "roam lb", Path: buildRoam(t), Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	logOnFailure(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := proc.WaitTCP(ctx, listen); err != nil {
+		t.Fatalf("roam lb: %v", err)
+	}
+	waitBackendsUp(ctx, t, "http://"+admin, n)
+	return &balancer{URL: "http://" + listen, p: p}
 }
 
 // rewriteConfig returns the shipped configuration file path with each key

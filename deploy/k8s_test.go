@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -344,7 +342,6 @@ func TestKubernetesNodeArgsFormACluster(t *testing.T) {
 	container := sts.obj("spec", "template", "spec", "containers", 0)
 	args := stringsOf(container.list("args"))
 	secret := findObject(t, objs, "Secret", "roam-secrets").str("stringData", "cluster-secret")
-	bin := buildRoam(t)
 
 	replicas := sts.at("spec", "replicas").(int)
 	gossip := make([]int, replicas)
@@ -368,21 +365,7 @@ func TestKubernetesNodeArgsFormACluster(t *testing.T) {
 			}
 			argv[j] = a
 		}
-		ready := newLineWatcher(nodeReadyLine)
-		p, err := proc.Start(context.Background(), proc.Spec{
-			Name: pod, Path: bin, Args: argv, Stdout: ready,
-			Env: []string{"ROAM_CLUSTER_SECRET=" + secret},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Kill() })
-		logOnFailure(t, p)
-		m := ready.await(t, p, 30*time.Second)
-		if m[1] != pod || m[3] != "cluster" {
-			t.Fatalf("%s started as %q with store %q", pod, m[1], m[3])
-		}
-		nodes.nodes = append(nodes.nodes, &node{ID: pod, Addr: m[2], p: p})
+		nodes.nodes = append(nodes.nodes, startRoamNode(t, pod, argv, []string{"ROAM_CLUSTER_SECRET=" + secret}, "cluster"))
 	}
 	waitMembers(t, nodes, replicas)
 
@@ -419,17 +402,6 @@ func TestKubernetesNodeArgsFormACluster(t *testing.T) {
 	lbArgs := stringsOf(findObject(t, objs, "Deployment", "roam-lb").obj("spec", "template", "spec", "containers", 0).list("args"))
 	lbArgs[slices.Index(lbArgs, "--config")+1] = cfgPath
 	lbArgs[slices.Index(lbArgs, "--secret-file")+1] = secretPath
-	lbProc, err := proc.Start(context.Background(), proc.Spec{Name: "roam-lb", Path: bin, Args: lbArgs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lbProc.Stop(5 * time.Second) })
-	logOnFailure(t, lbProc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := proc.WaitTCP(ctx, listen); err != nil {
-		t.Fatal(err)
-	}
-	waitBackendsUp(ctx, t, "http://"+admin, replicas)
-	checkLoginSurvivesNodeKill(t, &balancer{URL: "http://" + listen, p: lbProc}, nodes, failoverCheck{})
+	bal := startRoamLB(t, lbArgs, listen, admin, replicas)
+	checkLoginSurvivesNodeKill(t, bal, nodes, failoverCheck{})
 }

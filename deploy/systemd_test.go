@@ -168,7 +168,6 @@ func gossipPort(t *testing.T) int {
 // and the policy lb.yaml's owner; a login must survive the kill of its
 // node, and systemctl reload's SIGHUP must reload lb.yaml.
 func TestSystemdUnitsRunForReal(t *testing.T) {
-	bin := buildRoam(t)
 	nodeUnit := readUnit(t, "systemd/roam-node@.service")
 	lbUnit := readUnit(t, "systemd/roam-lb.service")
 	if got := nodeUnit.one(t, "EnvironmentFile"); got != "/etc/roam/node-%i.env" {
@@ -235,18 +234,7 @@ func TestSystemdUnitsRunForReal(t *testing.T) {
 		if argv[0] != "/usr/local/bin/roam" {
 			t.Fatalf("ExecStart runs %s, want /usr/local/bin/roam", argv[0])
 		}
-		ready := newLineWatcher(nodeReadyLine)
-		p, err := proc.Start(context.Background(), proc.Spec{Name: "roam-node@" + id, Path: bin, Args: argv[1:], Stdout: ready})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Kill() })
-		logOnFailure(t, p)
-		m := ready.await(t, p, 30*time.Second)
-		if m[1] != id || m[3] != "cluster" {
-			t.Fatalf("roam-node@%s started as %q with store %q", id, m[1], m[3])
-		}
-		nodes.nodes = append(nodes.nodes, &node{ID: id, Addr: m[2], p: p})
+		nodes.nodes = append(nodes.nodes, startRoamNode(t, id, argv[1:], nil, "cluster"))
 	}
 	waitMembers(t, nodes, n)
 
@@ -274,25 +262,15 @@ func TestSystemdUnitsRunForReal(t *testing.T) {
 	if argv[0] != "/usr/local/bin/roam" || !strings.Contains(strings.Join(argv, " "), cfgPath) {
 		t.Fatalf("ExecStart %q: want /usr/local/bin/roam … --config /etc/roam/lb.yaml", argv)
 	}
-	lbProc, err := proc.Start(context.Background(), proc.Spec{Name: "roam-lb", Path: bin, Args: argv[1:]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lbProc.Stop(5 * time.Second) })
-	logOnFailure(t, lbProc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := proc.WaitTCP(ctx, listen); err != nil {
-		t.Fatalf("roam lb: %v", err)
-	}
-	waitBackendsUp(ctx, t, "http://"+adminAddr, n)
-
-	checkLoginSurvivesNodeKill(t, &balancer{URL: "http://" + listen, p: lbProc}, nodes, failoverCheck{})
+	bal := startRoamLB(t, argv[1:], listen, adminAddr, n)
+	checkLoginSurvivesNodeKill(t, bal, nodes, failoverCheck{})
 
 	// systemctl reload: SIGHUP re-reads lb.yaml.
-	if err := syscall.Kill(lbProc.PID(), syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(bal.p.PID(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	err = proc.Poll(ctx, func(ctx context.Context) error {
 		page, err := scrape(ctx, "http://"+adminAddr+"/metrics")
 		if err != nil {
