@@ -34,7 +34,7 @@ DEPS := \
 	nginx:nginx \
 	wrk:wrk
 
-.PHONY: all build deps vet test bench fuzz cover
+.PHONY: all build deps vet test bench bench-peers fuzz cover
 
 all: test
 
@@ -79,8 +79,20 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 
+# Modules of their own beside the main one: they hold what the main module
+# must not depend on (scs for same-run comparisons, routers for examples).
+SUBMODULES := $(patsubst %/go.mod,%,$(wildcard bench/peers/go.mod examples/go.mod))
+
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	@for m in $(SUBMODULES); do \
+	  echo "== $$m"; \
+	  (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...); \
+	done
+
+# The peer comparisons: roam beside scs and the bare clients, same run.
+bench-peers: deps
+	cd bench/peers && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout $(TEST_TIMEOUT) $(PKGS)
