@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // buildRoam builds ./cmd/roam once per test binary.
-func buildRoam(t *testing.T) string {
+func buildRoam(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process test: skipped with -short")
@@ -82,7 +82,8 @@ type pnode struct {
 
 // pcluster is a set of roam node processes.
 type pcluster struct {
-	t      *testing.T
+	t      testing.TB
+	store  string // a non-cluster spec (memory) instead of cluster:mode
 	bin    string
 	mode   string // cluster:… spec mode
 	secret string
@@ -91,12 +92,19 @@ type pcluster struct {
 	live   map[string]bool
 }
 
-func newPCluster(t *testing.T, mode string, n int) *pcluster {
-	c := &pcluster{t: t, bin: buildRoam(t), mode: mode, secret: "process-test-secret", nodes: map[string]*pnode{}, live: map[string]bool{}}
+func newPCluster(t testing.TB, mode string, n int) *pcluster {
+	return newPClusterStore(t, mode, "", n)
+}
+
+// newPClusterStore starts n nodes on store (cluster:mode when store is "").
+func newPClusterStore(t testing.TB, mode, store string, n int) *pcluster {
+	c := &pcluster{store: store, t: t, bin: buildRoam(t), mode: mode, secret: "process-test-secret", nodes: map[string]*pnode{}, live: map[string]bool{}}
 	for i := 1; i <= n; i++ {
 		c.start(fmt.Sprintf("n%d", i))
 	}
-	c.waitMembers()
+	if store == "" {
+		c.waitMembers()
+	}
 	return c
 }
 
@@ -126,11 +134,16 @@ func (c *pcluster) start(id string) *pnode {
 	c.mu.Unlock()
 	args := []string{"node", "--id", id,
 		"--listen", net.JoinHostPort(n.host, strconv.Itoa(n.listen)),
-		"--store", "cluster:" + c.mode + sep(c.mode) + "peer=" + net.JoinHostPort(n.host, strconv.Itoa(n.peer)),
-		"--cluster-bind", net.JoinHostPort(n.host, strconv.Itoa(n.gossip)),
 		"--log-level", "warn"}
-	if len(join) > 0 {
-		args = append(args, "--join", strings.Join(join, ","))
+	if c.store != "" {
+		args = append(args, "--store", c.store)
+	} else {
+		args = append(args,
+			"--store", "cluster:"+c.mode+sep(c.mode)+"peer="+net.JoinHostPort(n.host, strconv.Itoa(n.peer)),
+			"--cluster-bind", net.JoinHostPort(n.host, strconv.Itoa(n.gossip)))
+		if len(join) > 0 {
+			args = append(args, "--join", strings.Join(join, ","))
+		}
 	}
 	w := &readyWatch{ch: make(chan string, 1)}
 	p, err := proc.Start(context.Background(), proc.Spec{
