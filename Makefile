@@ -32,7 +32,8 @@ DEPS := \
 	chromedriver:chromium-driver \
 	haproxy:haproxy \
 	nginx:nginx \
-	wrk:wrk
+	wrk:wrk \
+	systemd-analyze:systemd
 
 .PHONY: all build deps vet test bench bench-peers fuzz cover
 

@@ -529,3 +529,42 @@ func TestNewManagerRejectsBadOptions(t *testing.T) {
 		t.Error("NewManager(nil store) succeeded")
 	}
 }
+
+func TestCloseNotifierIsPassedThrough(t *testing.T) {
+	st := newCounting(t)
+	m := newManager(t, st, session.Options{})
+	got := make(chan bool, 1)
+	srv := httptest.NewServer(m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cn, ok := w.(http.CloseNotifier)
+		if !ok {
+			t.Error("the middleware's writer is not an http.CloseNotifier")
+			got <- false
+			return
+		}
+		io.WriteString(w, "x")
+		w.(http.Flusher).Flush()
+		select {
+		case v := <-cn.CloseNotify():
+			got <- v
+		case <-time.After(10 * time.Second):
+			got <- false
+		}
+	})))
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1)
+	for !strings.Contains(string(buf), "x") {
+		if _, err := conn.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	if v := <-got; !v {
+		t.Fatal("CloseNotify did not report the client going away")
+	}
+}

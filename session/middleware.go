@@ -103,6 +103,22 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
+// CloseNotify implements the deprecated http.CloseNotifier, which some
+// frameworks still type-assert for (gin's Context.Stream panics without it).
+func (w *responseWriter) CloseNotify() <-chan bool {
+	//lint:ignore SA1019 kept for frameworks that still require it
+	if cn, ok := w.ResponseWriter.(http.CloseNotifier); ok {
+		return cn.CloseNotify()
+	}
+	ch := make(chan bool, 1)
+	ctx := w.r.Context()
+	go func() {
+		<-ctx.Done() // net/http cancels it when the request ends
+		ch <- true
+	}()
+	return ch
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer for
 // deadlines and full-duplex.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
