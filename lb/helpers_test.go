@@ -121,6 +121,8 @@ type inprocBackend struct {
 	sick    bool
 	hits    map[string]int
 	release chan struct{} // closed to let /block requests finish
+	idle    int           // connections now idle (ConnState)
+	closed  int           // connections closed so far
 }
 
 // unblock lets every /block request, present and future, finish.
@@ -141,7 +143,21 @@ func startInproc(t *testing.T, id string) *inprocBackend {
 		t.Fatal(err)
 	}
 	b := &inprocBackend{id: id, addr: ln.Addr().String(), ln: ln, hits: map[string]int{}, release: make(chan struct{})}
-	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 5 * time.Second}
+	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 5 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			switch s {
+			case http.StateIdle:
+				b.idle++
+			case http.StateActive:
+				if b.idle > 0 {
+					b.idle--
+				}
+			case http.StateClosed:
+				b.closed++
+			}
+		}}
 	go b.srv.Serve(ln)
 	t.Cleanup(func() { b.unblock(); b.srv.Close() })
 	return b

@@ -90,3 +90,48 @@ func TestReloadMovingABackendKeepsItsMetrics(t *testing.T) {
 		t.Errorf("latency series of the moved backend lost:\n%s", grepLines(m, "duration_seconds_count"))
 	}
 }
+
+// TestStaleKeepAliveIsNotAFailure: a backend that closes its idle
+// keep-alive connections (a graceful restart does) must not turn the next
+// request into an error or a stickiness break.
+func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
+	bs, cfgs := threeInproc(t)
+	cfg := testConfig("cookie", cfgs...)
+	cfg.Health.Interval = Off // only traffic uses the pools
+	tl := startLB(t, cfg)
+	c := newClient()
+	home, _, _ := get(t, c, tl.url+"/")
+	var hb *inprocBackend
+	for _, b := range bs {
+		if b.id == home {
+			hb = b
+		}
+	}
+	waitFor(t, 2*time.Second, "the balancer's connection idle at the backend", func() bool {
+		hb.mu.Lock()
+		defer hb.mu.Unlock()
+		return hb.idle > 0
+	})
+	hb.srv.SetKeepAlivesEnabled(false) // closes idle connections
+	waitFor(t, 2*time.Second, "the idle connection closed", func() bool {
+		hb.mu.Lock()
+		defer hb.mu.Unlock()
+		return hb.closed > 0
+	})
+	hb.srv.SetKeepAlivesEnabled(true)
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, tl.url+"/", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Roam-Node") != home {
+			t.Errorf("%s after the backend closed idle connections: %d from %s, want 200 from %s",
+				method, resp.StatusCode, resp.Header.Get("X-Roam-Node"), home)
+		}
+	}
+	if m := scrape(t, tl); strings.Contains(m, `roam_lb_stickiness_breaks_total{reason="failed"} 1`) {
+		t.Errorf("a stale keep-alive connection broke stickiness")
+	}
+}

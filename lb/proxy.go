@@ -125,8 +125,12 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.active.Add(1)
 		var resp *http.Response
 		var err error
-		if body == nil && upgrade == "" && b.scheme == "http" {
-			resp, err = rt.up.roundTrip(r.Context(), r, b, idempotent)
+		// The fast client takes idempotent requests only: it cannot tell
+		// a keep-alive connection the backend closed while idle until it
+		// has written on it, and only an idempotent request may then be
+		// written again. net/http's Transport watches idle connections.
+		if body == nil && upgrade == "" && idempotent && b.scheme == "http" {
+			resp, err = rt.up.roundTrip(r.Context(), r, b)
 		} else {
 			if out == nil {
 				out = outgoing(r, body)

@@ -14,9 +14,9 @@ import (
 )
 
 // upstream is the balancer's own HTTP/1.1 client for the common request:
-// no request body, no protocol upgrade, a plain-http backend. Everything
-// else (bodies, WebSockets, https backends) goes through net/http's
-// Transport.
+// an idempotent method (GET, HEAD, …), no request body, no protocol
+// upgrade, a plain-http backend. Everything else (POST, bodies,
+// WebSockets, https backends) goes through net/http's Transport.
 //
 // Why a second client: profiling roam lb under wrk showed net/http's
 // Transport spending most of its time outside the proxy's own work: each
@@ -147,16 +147,16 @@ func (p *connPool) closeAll(forever bool) {
 	}
 }
 
-// roundTrip sends req (which has no body) to b and returns the response
-// with its headers read; the body streams from the connection, which goes
-// back to the pool when the body has been read to its end and closed. A
-// stale keep-alive connection (the backend closed it while idle) is
-// replaced by a fresh one once, for an idempotent request also when the
-// request had been written. Errors: dial failures and failures to write on
-// a fresh connection wrap errNotSent; os.ErrDeadlineExceeded when the
-// backend timeout passed; anything else means the request may have been
-// received.
-func (u *upstream) roundTrip(ctx context.Context, req *http.Request, b *Backend, idempotent bool) (*http.Response, error) {
+// roundTrip sends req, an idempotent request without a body, to b and
+// returns the response with its headers read; the body streams from the
+// connection, which goes back to the pool when the body has been read to
+// its end and closed. A stale keep-alive connection (the backend closed it
+// while idle: nothing comes back) makes the pool drop its other idle
+// connections, likely as stale, and the request is sent once more on a
+// fresh connection. Errors: dial failures and failures to write on a fresh
+// connection wrap errNotSent; os.ErrDeadlineExceeded when the backend
+// timeout passed; anything else means the request may have been received.
+func (u *upstream) roundTrip(ctx context.Context, req *http.Request, b *Backend) (*http.Response, error) {
 	for try := 0; ; try++ {
 		uc := b.conns.get(nowNano(), u.idleTimeout)
 		reused := uc != nil
@@ -175,6 +175,7 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request, b *Backend,
 			stop()
 			uc.close()
 			if reused && try == 0 {
+				b.conns.closeAll(false)
 				continue
 			}
 			return nil, fmt.Errorf("%w: %v", errNotSent, err)
@@ -194,7 +195,8 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request, b *Backend,
 			stop()
 			uc.close()
 			nothingBack := uc.nread == before
-			if reused && try == 0 && nothingBack && (idempotent || isStaleWrite(err)) {
+			if reused && try == 0 && nothingBack {
+				b.conns.closeAll(false)
 				continue
 			}
 			if nothingBack && !reused && errors.Is(err, syscall.ECONNREFUSED) {
@@ -214,12 +216,6 @@ func (u *upstream) roundTrip(ctx context.Context, req *http.Request, b *Backend,
 		resp.Body = &upBody{rc: resp.Body, uc: uc, stop: stop, keep: !resp.Close, max: u.maxIdle}
 		return resp, nil
 	}
-}
-
-// isStaleWrite reports errors meaning the backend had closed the
-// connection before the request arrived.
-func isStaleWrite(err error) bool {
-	return errors.Is(err, syscall.EPIPE)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -301,8 +297,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, b *Backend) error {
 			w.WriteString("\r\n")
 		}
 	}
-	switch req.Method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	if req.Method == http.MethodPut {
 		w.WriteString("Content-Length: 0\r\n")
 	}
 	w.WriteString("\r\n")
