@@ -29,6 +29,12 @@ func (s *Session) commit(h http.Header) error {
 	now := m.opts.Now()
 	changed := len(s.set) > 0 || len(s.del) > 0 || s.setPrinc
 
+	if !s.exists && s.renewedFrom != "" {
+		if err := s.checkRenewedFrom(now); err != nil {
+			return err
+		}
+	}
+
 	switch {
 	case !s.exists && (len(s.values) > 0 || s.principal != ""):
 		// A fresh or renewed session with something worth keeping.
@@ -124,6 +130,42 @@ func (s *Session) commit(h http.Header) error {
 	}
 	if len(s.dropIDs) > 0 && !s.exists {
 		m.clearID(h)
+	}
+	return nil
+}
+
+// checkRenewedFrom makes sure the session Renew moved away from still
+// exists before its data is stored under the new id: if a concurrent request
+// destroyed it (a logout in another tab), carrying its values over would
+// bring the logged-out session back under a new name. Then only what this
+// request itself wrote is kept. The check is a touch of the old id, one
+// round trip paid only by requests that renew (logins). The caller holds
+// s.mu.
+func (s *Session) checkRenewedFrom(now time.Time) error {
+	m := s.m
+	expires := m.expiresAt(s.created, now)
+	var err error
+	if m.toucher != nil {
+		err = m.toucher.Touch(s.ctx, s.renewedFrom, now, expires)
+	} else {
+		err = m.store.Apply(s.ctx, s.renewedFrom, Delta{Touched: now, Expires: expires})
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		m.opts.Logger.InfoContext(s.ctx, "renewed session was destroyed during the request; its data is not carried over",
+			"session", Fingerprint(s.renewedFrom))
+		s.values = maps.Clone(s.set)
+		s.size = 0
+		for k, v := range s.values {
+			s.size += len(k) + len(v)
+		}
+		if !s.setPrinc {
+			s.principal = ""
+		}
+		return nil
+	case err != nil:
+		m.stats.errors.Add(1)
+		return fmt.Errorf("renew session %s: %w", Fingerprint(s.renewedFrom), err)
 	}
 	return nil
 }

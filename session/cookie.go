@@ -7,8 +7,18 @@ import (
 	"time"
 )
 
-// validCookieName reports whether name is an RFC 6265 token.
-func validCookieName(name string) bool {
+// noStore keeps shared caches from serving a response that carries a
+// session id in header vary to another client.
+func noStore(h http.Header, vary string) {
+	h.Add("Vary", vary)
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
+}
+
+// validToken reports whether name is an RFC 7230 token, the syntax of both
+// cookie names (RFC 6265) and header field names.
+func validToken(name string) bool {
 	if name == "" {
 		return false
 	}
@@ -59,11 +69,12 @@ func (m *Manager) clientID(r *http.Request) string {
 func (m *Manager) setID(h http.Header, id string, expires time.Time) {
 	if m.opts.Header != "" {
 		h.Set(m.opts.Header, id)
+		noStore(h, m.opts.Header)
 		return
 	}
 	c := m.cookie(id)
 	if m.opts.Cookie.Persist {
-		c.MaxAge = max(1, int(time.Until(expires).Seconds()))
+		c.MaxAge = max(1, int(expires.Sub(m.opts.Now()).Seconds()))
 	}
 	setCookie(h, c)
 }
@@ -72,6 +83,7 @@ func (m *Manager) setID(h http.Header, id string, expires time.Time) {
 func (m *Manager) clearID(h http.Header) {
 	if m.opts.Header != "" {
 		h.Set(m.opts.Header, "")
+		noStore(h, m.opts.Header)
 		return
 	}
 	c := m.cookie("")

@@ -11,8 +11,8 @@ import (
 const IDBytes = 32
 
 // IDLen is the length of an encoded session id: IDBytes in unpadded
-// base64url.
-var IDLen = base64.RawURLEncoding.EncodedLen(IDBytes)
+// base64url, ceil(32×8/6) characters.
+const IDLen = 43
 
 // ErrMalformedID is returned by ParseID for a value that is not of the exact
 // shape of an id this package issues.

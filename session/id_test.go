@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,4 +84,10 @@ func FuzzCookieHeader(f *testing.F) {
 			t.Fatalf("cookie header %q: response cookie %v is not a fresh id", header, c)
 		}
 	})
+}
+
+func TestIDLenMatchesTheEncoding(t *testing.T) {
+	if want := base64.RawURLEncoding.EncodedLen(session.IDBytes); session.IDLen != want {
+		t.Fatalf("IDLen = %d, want %d", session.IDLen, want)
+	}
 }

@@ -21,6 +21,10 @@ const (
 	DefaultMaxSize       = 64 << 10
 )
 
+// ErrEmptyPrincipal is returned by Manager.DestroyPrincipal for the empty
+// principal: anonymous sessions belong to nobody.
+var ErrEmptyPrincipal = errors.New("session: empty principal")
+
 // ErrTooLarge is returned by Session.Put when the value would make the
 // session's encoded size exceed Options.MaxSize. The session is unchanged.
 var ErrTooLarge = errors.New("session: session too large")
@@ -140,7 +144,7 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 	if c.Name == "" {
 		c.Name = DefaultCookieName
 	}
-	if !validCookieName(c.Name) {
+	if !validToken(c.Name) {
 		return nil, fmt.Errorf("session: Options.Cookie.Name %q is not a valid cookie name", c.Name)
 	}
 	if c.Path == "" {
@@ -155,7 +159,7 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 	if c.Insecure && c.Partitioned {
 		return nil, errors.New("session: Options.Cookie: Partitioned requires Secure, but Insecure is set")
 	}
-	if opts.Header != "" && http.CanonicalHeaderKey(opts.Header) == "" {
+	if opts.Header != "" && !validToken(opts.Header) {
 		return nil, fmt.Errorf("session: Options.Header %q is not a valid header name", opts.Header)
 	}
 	if opts.IdleTimeout == 0 {
@@ -216,12 +220,12 @@ func (m *Manager) Stats() Stats {
 
 // DestroyPrincipal destroys every session of principal (log out all of a
 // user's devices) and reports how many it destroyed. It returns
-// ErrNotSupported when the store keeps no principal index, and an error for
-// the empty principal (anonymous sessions belong to nobody, so a caller bug
-// must not log out every visitor).
+// ErrNotSupported when the store keeps no principal index, and
+// ErrEmptyPrincipal for "" (so a caller bug cannot log out every anonymous
+// visitor).
 func (m *Manager) DestroyPrincipal(ctx context.Context, principal string) (int, error) {
 	if principal == "" {
-		return 0, errors.New("destroy sessions of principal: empty principal")
+		return 0, fmt.Errorf("destroy sessions of principal: %w", ErrEmptyPrincipal)
 	}
 	pi, ok := m.store.(PrincipalIndex)
 	if !ok {

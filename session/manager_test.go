@@ -520,6 +520,8 @@ func TestNewManagerRejectsBadOptions(t *testing.T) {
 		{TouchFraction: 2},
 		{MaxSize: -1},
 		{IdleTimeout: -time.Second},
+		{Header: "X Bad\r\nHeader"},
+		{Header: "X-Token:"},
 	} {
 		if _, err := session.NewManager(st, o); err == nil {
 			t.Errorf("NewManager(%+v) accepted invalid options", o)
@@ -566,5 +568,78 @@ func TestCloseNotifierIsPassedThrough(t *testing.T) {
 	conn.Close()
 	if v := <-got; !v {
 		t.Fatal("CloseNotify did not report the client going away")
+	}
+}
+
+func TestRenewDoesNotResurrectAConcurrentlyDestroyedSession(t *testing.T) {
+	st := newCounting(t)
+	m := newManager(t, st, session.Options{})
+	h := m.Middleware(app(t))
+	id := login(t, h, "alice")
+
+	// A second login that loaded the session, then a logout lands in
+	// another tab, then the second login renews and commits.
+	loaded, release := make(chan struct{}), make(chan struct{})
+	relogin := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		_ = s.GetString("user")
+		close(loaded)
+		<-release
+		if err := s.Renew(); err != nil {
+			t.Errorf("Renew: %v", err)
+		}
+		_ = s.Put("theme", "dark")
+	}))
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- do(relogin, "POST", "/", id) }()
+	<-loaded
+	do(h, "POST", "/logout", id)
+	close(release)
+	w := <-done
+	c := sessionCookie(w)
+	if c == nil || c.Value == id {
+		t.Fatalf("renew after a concurrent logout: cookie %v", c)
+	}
+	rec, err := st.Load(context.Background(), c.Value)
+	if err != nil {
+		t.Fatalf("the new session holds this request's own write: %v", err)
+	}
+	if rec.Values["user"] != nil || rec.Principal != "" || string(rec.Values["theme"]) != `"dark"` {
+		t.Fatalf("logged-out session's data came back under the new id: values %q principal %q", rec.Values, rec.Principal)
+	}
+}
+
+func TestChangesAfterTheResponseStartedAreRefused(t *testing.T) {
+	st := newCounting(t)
+	m := newManager(t, st, session.Options{Logger: discardLogger()})
+	h := m.Middleware(app(t))
+	id := login(t, h, "alice")
+	errs := map[string]error{}
+	late := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		io.WriteString(w, "bye") // commits
+		errs["Put"] = s.Put("k", "v")
+		errs["SetPrincipal"] = s.SetPrincipal("bob")
+		errs["Renew"] = s.Renew()
+		errs["Destroy"] = s.Destroy()
+		s.Delete("user")
+	}))
+	do(late, "POST", "/", id)
+	for name, err := range errs {
+		if !errors.Is(err, session.ErrCommitted) {
+			t.Errorf("%s after the response started: %v, want ErrCommitted", name, err)
+		}
+	}
+	if got := do(h, "GET", "/read", id).Body.String(); got != "alice" {
+		t.Fatalf("session after refused late changes reads %q, want alice", got)
+	}
+}
+
+func TestHeaderModeResponsesAreNotCacheable(t *testing.T) {
+	st := newCounting(t)
+	h := newManager(t, st, session.Options{Header: "X-Session-Token"}).Middleware(app(t))
+	w := do(h, "POST", "/login?user=api", "")
+	if w.Header().Get("Cache-Control") != "no-store" || !strings.Contains(w.Header().Get("Vary"), "X-Session-Token") {
+		t.Fatalf("header-mode login: Cache-Control %q, Vary %q", w.Header().Get("Cache-Control"), w.Header().Get("Vary"))
 	}
 }

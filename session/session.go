@@ -19,6 +19,11 @@ var ErrNoSession = errors.New("session: no session in context (is Manager.Middle
 // under the key.
 var ErrKeyNotFound = errors.New("session: key not found")
 
+// ErrCommitted is returned by the Session methods that change a session
+// when the response has already started: the session was saved with its
+// headers, so a later change could not reach the store or the cookie.
+var ErrCommitted = errors.New("session: response already started; the session can no longer change")
+
 type ctxKey struct{}
 
 // FromContext returns the session the Manager's middleware attached to ctx,
@@ -53,8 +58,11 @@ type Session struct {
 	principal string
 	setPrinc  bool
 	dropIDs   []string // ids to delete at commit: destroyed or renewed away
-	destroyed bool     // Destroy was called (fires the Destroyed event)
-	committed bool
+	// renewedFrom is the stored id Renew moved away from, "" if none. At
+	// commit it must still exist for its data to move to the new id.
+	renewedFrom string
+	destroyed   bool // Destroy was called (fires the Destroyed event)
+	committed   bool
 }
 
 // load fetches the session once. The caller holds s.mu.
@@ -95,6 +103,18 @@ func (s *Session) load() error {
 	s.values = rec.Values
 	s.size = rec.Size()
 	s.principal = rec.Principal
+	return nil
+}
+
+// writable loads the session and reports whether it may still change. The
+// caller holds s.mu.
+func (s *Session) writable() error {
+	if err := s.load(); err != nil {
+		return err
+	}
+	if s.committed {
+		return ErrCommitted
+	}
 	return nil
 }
 
@@ -229,7 +249,8 @@ func (s *Session) Keys() []string {
 
 // Put stores v under key, encoded by the Manager's Codec. It returns the
 // codec's error, ErrTooLarge when the session would exceed MaxSize (the
-// session is then unchanged), or the load error when the store failed.
+// session is then unchanged), ErrCommitted once the response has started,
+// or the load error when the store failed.
 func (s *Session) Put(key string, v any) error {
 	if s == nil {
 		return ErrNoSession
@@ -240,11 +261,8 @@ func (s *Session) Put(key string, v any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
-	}
-	if s.committed {
-		return errors.New("session: Put after the response was started")
 	}
 	old, had := s.values[key]
 	size := s.size + len(key) + len(b)
@@ -268,13 +286,17 @@ func (s *Session) Put(key string, v any) error {
 }
 
 // Delete removes the value under key; deleting an absent key does nothing.
+// Once the response has started it does nothing and logs a warning.
 func (s *Session) Delete(key string) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.load() != nil || s.committed {
+	if err := s.writable(); err != nil {
+		if errors.Is(err, ErrCommitted) {
+			s.m.opts.Logger.WarnContext(s.ctx, "session Delete after the response started was dropped", "key", key)
+		}
 		return
 	}
 	old, had := s.values[key]
@@ -303,14 +325,15 @@ func (s *Session) Principal() string {
 
 // SetPrincipal records the user the session belongs to, so that
 // Manager.DestroyPrincipal can end all of that user's sessions. Call Renew
-// with it at login. It returns the load error when the store failed.
+// with it at login. It returns ErrCommitted once the response has started,
+// or the load error when the store failed.
 func (s *Session) SetPrincipal(p string) error {
 	if s == nil {
 		return ErrNoSession
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
 	}
 	s.principal, s.setPrinc = p, true
@@ -320,19 +343,25 @@ func (s *Session) SetPrincipal(p string) error {
 // Renew gives the session a new id, keeping its data, and destroys the old
 // id when the response is committed: the defence against session fixation,
 // to call at login and at every change of privilege. The renewed session's
-// absolute lifetime starts again. It returns the load error when the store
-// failed.
+// absolute lifetime starts again. If the old session is destroyed by another
+// request before this one commits (a logout in another tab), its data is not
+// carried over: the new session holds only what this request wrote. It
+// returns ErrCommitted once the response has started, or the load error when
+// the store failed.
 func (s *Session) Renew() error {
 	if s == nil {
 		return ErrNoSession
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
 	}
 	if s.exists {
 		s.dropIDs = append(s.dropIDs, s.id)
+		if s.renewedFrom == "" {
+			s.renewedFrom = s.id
+		}
 	}
 	s.exists = false
 	s.id = NewID()
@@ -341,22 +370,25 @@ func (s *Session) Renew() error {
 
 // Destroy ends the session: its data is dropped, the store's copy deleted
 // when the response is committed, and the cookie cleared. Values put after
-// Destroy start a new session with a new id. It returns the load error when
-// the store failed.
+// Destroy start a new session with a new id. It returns ErrCommitted once
+// the response has started, or the load error when the store failed.
 func (s *Session) Destroy() error {
 	if s == nil {
 		return ErrNoSession
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
 	}
-	if s.exists {
-		s.dropIDs = append(s.dropIDs, s.id)
+	if s.exists || s.renewedFrom != "" {
+		if s.exists {
+			s.dropIDs = append(s.dropIDs, s.id)
+		}
 		s.destroyed = true
 	}
 	s.exists = false
+	s.renewedFrom = ""
 	s.id = ""
 	s.values, s.size, s.set, s.del = nil, 0, nil, nil
 	s.principal, s.setPrinc = "", false
