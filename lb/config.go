@@ -254,8 +254,10 @@ type PoolConfig struct {
 // TLSConfig names certificate files for TLS termination. Both files are
 // read again on reload.
 type TLSConfig struct {
+	// Cert is a PEM file with the certificate chain, leaf first.
 	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	// Key is the PEM file with the certificate's private key.
+	Key string `yaml:"key"`
 }
 
 // BackendConfig describes one backend server.
