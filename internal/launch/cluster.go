@@ -154,6 +154,9 @@ type Cluster struct {
 	stopped bool
 	stopErr error
 	wg      sync.WaitGroup // exit watchers
+
+	// serverMu serialises KillServer and RestartServer.
+	serverMu sync.Mutex
 }
 
 // node is the Cluster's record of one node; guarded by Cluster.mu.

@@ -51,6 +51,19 @@ func checkStoreURL(st Strategy, url string) error {
 type server struct {
 	spec  string // what the nodes' --store gets
 	group *servers.Group
+	// kill crashes the server (a replicated store's current primary) and
+	// revive starts what kill crashed again, same port and files; both
+	// are serialised by Cluster.serverMu.
+	kill, revive func(ctx context.Context) error
+}
+
+// failoverWait bounds how long KillServer waits for Sentinel to promote
+// the dead master's replica (its down-after time plus a few seconds).
+const failoverWait = 30 * time.Second
+
+// instanceFaults returns kill and revive for a single server process.
+func instanceFaults(in *servers.Instance) (kill, revive func(context.Context) error) {
+	return func(context.Context) error { return in.Kill() }, func(context.Context) error { return in.Restart() }
 }
 
 // stop stops the server's processes and removes their files. Closing a
@@ -82,31 +95,57 @@ func startServer(ctx context.Context, st Strategy, opts Options, log *slog.Logge
 		var r *servers.Redis
 		if r, err = servers.StartRedis(srv.group, servers.RedisOptions{Host: opts.Host}); err == nil {
 			srv.spec = "redis://" + r.Addr
+			srv.kill, srv.revive = instanceFaults(r.Instance)
 		}
 	case "redis-sentinel":
 		var s *servers.Sentinel
 		if s, err = servers.StartSentinel(srv.group, servers.SentinelOptions{}); err == nil {
 			srv.spec = "redis-sentinel://" + strings.Join(s.SentinelAddrs, ",") + "/" + s.MasterName
+			// The master of the moment dies; the sentinels promote the
+			// replica, and the old master comes back as a replica.
+			var killed string
+			srv.kill = func(ctx context.Context) error {
+				addr, err := s.KillMaster(ctx)
+				if err != nil {
+					return err
+				}
+				killed = addr
+				ctx, cancel := context.WithTimeout(ctx, failoverWait)
+				defer cancel()
+				_, err = s.WaitFailover(ctx, addr)
+				return err
+			}
+			srv.revive = func(context.Context) error {
+				if r := s.Server(killed); r != nil {
+					return r.Restart()
+				}
+				return fmt.Errorf("%w: no master was killed", ErrNoServer)
+			}
 		}
 	case "redis-cluster":
 		var c *servers.RedisCluster
 		if c, err = servers.StartRedisCluster(srv.group, servers.ClusterOptions{Replicas: true, Host: opts.Host}); err == nil {
 			srv.spec = "redis-cluster://" + strings.Join(c.Addrs, ",")
+			// The first master as created: its replica takes its slots over.
+			srv.kill, srv.revive = instanceFaults(c.Nodes[0].Instance)
 		}
 	case "memcached":
 		var m *servers.Memcached
 		if m, err = servers.StartMemcached(srv.group, servers.MemcachedOptions{Host: opts.Host}); err == nil {
 			srv.spec = "memcached://" + m.Addr
+			srv.kill, srv.revive = instanceFaults(m.Instance)
 		}
 	case "postgres":
 		var p *servers.Postgres
 		if p, err = servers.StartPostgres(srv.group, servers.PostgresOptions{Host: opts.Host}); err == nil {
 			srv.spec = p.DSN()
+			srv.kill, srv.revive = instanceFaults(p.Instance)
 		}
 	case "mysql":
 		var m *servers.MariaDB
 		if m, err = servers.StartMariaDB(srv.group, servers.MariaDBOptions{Host: opts.Host}); err == nil {
 			srv.spec = m.URL()
+			srv.kill, srv.revive = instanceFaults(m.Instance)
 		}
 	default:
 		err = fmt.Errorf("no launcher for %s", st.Server)
@@ -122,4 +161,65 @@ func startServer(ctx context.Context, st Strategy, opts Options, log *slog.Logge
 	}
 	log.Info("store server ready", "server", st.Server, "store", redact(srv.spec), "took", time.Since(began).Round(time.Millisecond).String())
 	return srv, nil
+}
+
+// ErrNoServer is returned (wrapped) by KillServer and RestartServer when
+// Start runs no store server: the strategy keeps sessions in the nodes, or
+// Options.StoreURL named a server of someone else's.
+var ErrNoServer = errors.New("launch: no store server of its own")
+
+// KillServer crashes the store server Start runs, with SIGKILL: the one
+// server of redis, memcached, postgres and mysql; the current master under
+// redis-sentinel (the sentinels then promote the replica); the first
+// master under redis-cluster (its replica takes its slots over). It
+// returns once the process is gone; what the store kept is what the server
+// persists (memcached and this Redis keep nothing; PostgreSQL and MariaDB
+// keep every commit). Under redis-sentinel it returns once the replica
+// has taken over (at most 30 s), so that RestartServer brings the old
+// master back as a replica: an empty master restarted before the failover
+// would wipe its replica too. Under redis-cluster it returns at once, and
+// the cluster needs its node timeout (2 s) and an election before the
+// replica serves: restart the server only after that. It fails with
+// ErrNoServer when there is none.
+func (c *Cluster) KillServer(ctx context.Context) error {
+	srv, err := c.ownServer()
+	if err != nil {
+		return err
+	}
+	c.serverMu.Lock()
+	defer c.serverMu.Unlock()
+	if err := srv.kill(ctx); err != nil {
+		return fmt.Errorf("launch: kill %s server: %w", c.strategy.Server, err)
+	}
+	c.log.Info("store server killed", "server", c.strategy.Server)
+	return nil
+}
+
+// RestartServer starts the server KillServer crashed again, on the same
+// port with the same files, and returns once it answers (a running server
+// is stopped first). It fails with ErrNoServer when there is none.
+func (c *Cluster) RestartServer(ctx context.Context) error {
+	srv, err := c.ownServer()
+	if err != nil {
+		return err
+	}
+	c.serverMu.Lock()
+	defer c.serverMu.Unlock()
+	if err := srv.revive(ctx); err != nil {
+		return fmt.Errorf("launch: restart %s server: %w", c.strategy.Server, err)
+	}
+	c.log.Info("store server restarted", "server", c.strategy.Server)
+	return nil
+}
+
+func (c *Cluster) ownServer() (*server, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return nil, ErrClusterStopped
+	}
+	if c.server == nil || c.server.kill == nil {
+		return nil, fmt.Errorf("%w: strategy %s", ErrNoServer, c.strategy.Name)
+	}
+	return c.server, nil
 }
