@@ -210,7 +210,7 @@ func (c *procCluster) Add(ctx context.Context) (Node, error) {
 // of the server it started (the primary of a replicated one) and a start
 // of it again on the same address.
 type storeServer interface {
-	KillServer() error
+	KillServer(ctx context.Context) error
 	RestartServer(ctx context.Context) error
 }
 
@@ -222,7 +222,7 @@ func (c *procCluster) KillStore(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("%w: internal/launch cannot crash its store server yet", ErrNoStore)
 	}
-	return s.KillServer()
+	return s.KillServer(ctx)
 }
 
 func (c *procCluster) RestoreStore(ctx context.Context) error {
