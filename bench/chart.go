@@ -89,6 +89,7 @@ func writeCharts(dir string, results []*Result, formats []string) ([]chart, erro
 		}{
 			{chart{"Memory per node against N", "memory-vs-n"}, "mean RSS per node (MiB)", func(r *Result) float64 { return float64(r.RSSMeanBytes) / (1 << 20) }},
 			{chart{"Replication traffic per write against N", "replication-vs-n"}, "peer bytes sent per acknowledged write", func(r *Result) float64 { return r.ReplicationBytesPerWrite }},
+			{chart{"Sessions held per node against N", "sessions-vs-n"}, "sessions per node (cluster stores report it)", meanSessions},
 		} {
 			p, leg, err := byNChart(ok, s.ylab, s.value)
 			if err != nil {
@@ -290,16 +291,34 @@ func loadChart(rs []*Result) (*plot.Plot, *plot.Legend, error) {
 	return p, leg, nil
 }
 
-// byNChart: one line per strategy of value against the node count.
+// meanSessions returns the mean sessions per node, -1 when the nodes did
+// not report it.
+func meanSessions(r *Result) float64 {
+	if len(r.SessionsPerNode) == 0 {
+		return -1
+	}
+	var sum int64
+	for _, v := range r.SessionsPerNode {
+		sum += v
+	}
+	return float64(sum) / float64(len(r.SessionsPerNode))
+}
+
+// byNChart: one line per strategy of value against the node count; a
+// negative value means the run has none and is left out.
 func byNChart(rs []*Result, ylab string, value func(*Result) float64) (*plot.Plot, *plot.Legend, error) {
 	p, leg := newPlot("nodes (N)", ylab)
 	var order []string
 	series := map[string]plotter.XYs{}
 	for _, r := range rs {
+		v := value(r)
+		if v < 0 {
+			continue // the run has no such value
+		}
 		if _, ok := series[r.Strategy]; !ok {
 			order = append(order, r.Strategy)
 		}
-		series[r.Strategy] = append(series[r.Strategy], plotter.XY{X: float64(r.Nodes), Y: value(r)})
+		series[r.Strategy] = append(series[r.Strategy], plotter.XY{X: float64(r.Nodes), Y: v})
 	}
 	for i, s := range order {
 		pts := series[s]

@@ -58,14 +58,11 @@ func pctOf(v *float64) string {
 }
 
 func sessionsCell(r *Result) string {
-	if len(r.SessionsPerNode) == 0 {
+	m := meanSessions(r)
+	if m < 0 {
 		return "-"
 	}
-	var sum int64
-	for _, v := range r.SessionsPerNode {
-		sum += v
-	}
-	return fmt.Sprintf("%.0f", float64(sum)/float64(len(r.SessionsPerNode)))
+	return fmt.Sprintf("%.0f", m)
 }
 
 // failedCell is what a run that could not be made shows instead of its

@@ -22,7 +22,8 @@ func syntheticResults() []*Result {
 				RequestsPerNode: s.PerNode, Timeline: s.Timeline, NodeIDs: []string{"n1", "n2", "n3"},
 				FaultEvents:  []FaultEvent{{Fault: "kill n1@2s", AtS: 2, DoneS: 2.01}},
 				RSSMeanBytes: int64(n) << 24, ReplicationBytesPerWrite: float64(100 * n),
-				latency: s.Latency,
+				SessionsPerNode: map[string]int64{"n1": 10, "n2": 20},
+				latency:         s.Latency,
 			}
 			out = append(out, r)
 		}
@@ -53,7 +54,7 @@ func TestWriteReportWritesTableChartsAndJSON(t *testing.T) {
 	if strings.Contains(string(md), "more") {
 		t.Error("report.md shows more than the first line of an error")
 	}
-	for _, name := range []string{"kept-n2", "latency-n2", "load-n2", "kept-n3", "latency-n3", "load-n3", "memory-vs-n", "replication-vs-n"} {
+	for _, name := range []string{"kept-n2", "latency-n2", "load-n2", "kept-n3", "latency-n3", "load-n3", "memory-vs-n", "replication-vs-n", "sessions-vs-n"} {
 		if !raceEnabled {
 			b, err := os.ReadFile(filepath.Join(dir, name+".png"))
 			if err != nil {
