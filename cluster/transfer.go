@@ -293,7 +293,11 @@ func (s *Store) syncPass(ctx context.Context) int {
 		if !leaving && e.syncedEpoch == v.epoch {
 			return
 		}
-		role := s.role(e, v)
+		// A tombstone is placed like the session it ends: its holders keep
+		// it until gc (TombstoneTTL past its deadline), so that a stale
+		// copy coming back (a primary that was frozen or cut off while the
+		// user logged out elsewhere) meets it and loses.
+		role := s.placedRole(e.id, v)
 		targets := s.targets(e.id, v)
 		holder := role == "primary" || role == "backup"
 		pusher := role == "primary" || !holder
@@ -403,22 +407,29 @@ func (s *Store) pushTo(ctx context.Context, target, addr string, list []pending)
 	return failed
 }
 
-// role names this node's part in e under v, for metrics and the sync pass.
+// role names this node's part in e under v, for metrics: "tombstone" for
+// a deleted session, else its placedRole.
 func (s *Store) role(e *entry, v *view) string {
 	if e.isTombstone() {
 		return "tombstone"
 	}
+	return s.placedRole(e.id, v)
+}
+
+// placedRole names this node's part in session id under v: "primary",
+// "backup" (now or once the joining members are ready) or "other".
+func (s *Store) placedRole(id string, v *view) string {
 	if s.cfg.Mode == ModeAll {
-		if s.primaryOf(e.id, v) == s.self {
+		if s.primaryOf(id, v) == s.self {
 			return "primary"
 		}
 		return "backup"
 	}
-	h := s.holders(e.id, v.ready)
+	h := s.holders(id, v.ready)
 	switch {
 	case len(h) > 0 && h[0] == s.self:
 		return "primary"
-	case slices.Contains(h, s.self) || slices.Contains(s.holders(e.id, v.future), s.self):
+	case slices.Contains(h, s.self) || slices.Contains(s.holders(id, v.future), s.self):
 		return "backup"
 	}
 	return "other"
