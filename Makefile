@@ -84,8 +84,16 @@ vet:
 # must not depend on (scs for same-run comparisons, routers for examples).
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard bench/peers/go.mod examples/go.mod))
 
+# ./cmd/roam is built once here and named by ROAM_BINARY (see
+# internal/testbin), so the packages that run it as a process share one
+# build instead of each building it again. The directory goes when the
+# recipe ends, whether the tests pass or not. Plain `go test ./...` works
+# too: each test binary then builds its own.
 test: deps vet
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	bindir=$$(mktemp -d "$${TMPDIR:-/tmp}/roam-make-test-XXXXXX"); \
+	trap 'rm -rf "$$bindir"' EXIT; \
+	$(GO) build -o "$$bindir/roam" ./cmd/roam; \
+	ROAM_BINARY="$$bindir/roam" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@for m in $(SUBMODULES); do \
 	  echo "== $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...); \

@@ -54,7 +54,7 @@ func checkLoginSurvivesNodeKill(t *testing.T, bal *balancer, nodes *nodeSet, fc 
 	}
 
 	victim := nodes.byID(t, pinned)
-	if err := victim.p.Kill(); err != nil {
+	if err := victim.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,111 +10,15 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/testbin"
 )
 
-// roamBinary is ./cmd/roam, built once per test run for every test that
-// starts it as a real process.
-var roamBinary struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if roamBinary.dir != "" {
-		os.RemoveAll(roamBinary.dir)
-	}
-	os.Exit(code)
-}
-
-// buildRoam returns the path of the roam binary, building it on first use.
-func buildRoam(t *testing.T) string {
-	t.Helper()
-	roamBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "roam-deploy-test-")
-		if err != nil {
-			roamBinary.err = err
-			return
-		}
-		roamBinary.dir = dir
-		path := filepath.Join(dir, "roam")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/roamsession/roam/cmd/roam").CombinedOutput()
-		if err != nil {
-			roamBinary.err = fmt.Errorf("go build ./cmd/roam: %v\n%s", err, out)
-			return
-		}
-		roamBinary.path = path
-	})
-	if roamBinary.err != nil {
-		t.Fatalf("build roam: %v", roamBinary.err)
-	}
-	return roamBinary.path
-}
-
-// lineWatcher is an io.Writer that delivers the submatches of the first
-// line of output matching re.
-type lineWatcher struct {
-	re    *regexp.Regexp
-	mu    sync.Mutex
-	buf   []byte
-	done  bool
-	found chan []string
-}
-
-func newLineWatcher(pattern string) *lineWatcher {
-	return &lineWatcher{re: regexp.MustCompile(pattern), found: make(chan []string, 1)}
-}
-
-func (w *lineWatcher) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return len(p), nil
-	}
-	w.buf = append(w.buf, p...)
-	for !w.done {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		if m := w.re.FindStringSubmatch(line); m != nil {
-			w.done = true
-			w.buf = nil
-			w.found <- m
-		}
-	}
-	return len(p), nil
-}
-
-// await returns the watched line's submatches, or fails the test when the
-// process exits first or timeout passes.
-func (w *lineWatcher) await(t *testing.T, p *proc.Process, timeout time.Duration) []string {
-	t.Helper()
-	select {
-	case m := <-w.found:
-		return m
-	case <-p.Exited():
-		t.Fatalf("%s exited (%v) before printing a line matching %q; output:\n%s", p, p.Wait(), w.re, p.Output())
-	case <-time.After(timeout):
-		t.Fatalf("%s printed no line matching %q within %v; output:\n%s", p, w.re, timeout, p.Output())
-	}
-	return nil
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // logOnFailure registers a cleanup that logs the tail of p's output when
 // the test has failed, so a red run says what the process said.
@@ -130,16 +34,9 @@ func logOnFailure(t *testing.T, p *proc.Process) {
 	})
 }
 
-// node is one running `roam node` process.
-type node struct {
-	ID   string
-	Addr string // host:port of its HTTP listener
-	p    *proc.Process
-}
-
 // nodeSet is the app servers behind a balancer.
 type nodeSet struct {
-	nodes []*node
+	nodes []*testbin.Node
 }
 
 // addrs returns the nodes' HTTP addresses in id order.
@@ -151,7 +48,7 @@ func (s *nodeSet) addrs() []string {
 	return out
 }
 
-func (s *nodeSet) byID(t *testing.T, id string) *node {
+func (s *nodeSet) byID(t *testing.T, id string) *testbin.Node {
 	t.Helper()
 	for _, n := range s.nodes {
 		if n.ID == id {
@@ -161,8 +58,6 @@ func (s *nodeSet) byID(t *testing.T, id string) *node {
 	t.Fatalf("no node %q (have %d nodes)", id, len(s.nodes))
 	return nil
 }
-
-const nodeReadyLine = `^roam node (\S+) listening on http://(\S+) store=(\S+)$`
 
 // startNodes starts n roam nodes, n1…nN, sharing sessions as st says,
 // each on a port the kernel picks. It returns once every node has printed
@@ -195,26 +90,13 @@ func startNodes(t *testing.T, n int, st storeSetup) *nodeSet {
 // startRoamNode runs `roam ARGS…` (args[0] being "node") with the extra
 // environment env, and returns it once it has printed its ready line,
 // which must name id and the store kind. The node is killed at cleanup.
-func startRoamNode(t *testing.T, id string, args, env []string, kind string) *node {
+func startRoamNode(t *testing.T, id string, args, env []string, kind string) *testbin.Node {
 	t.Helper()
-	ready := newLineWatcher(nodeReadyLine)
-	p, err := proc.Start(context.Background(), proc.Spec{
-		Name:   "roam node " + id,
-		Path:   buildRoam(t),
-		Args:   args,
-		Env:    env,
-		Stdout: ready,
-	})
-	if err != nil {
-		t.Fatal(err)
+	n := testbin.StartNode(t, testbin.NodeOptions{ID: id, Command: args, Env: env})
+	if n.Store != kind {
+		t.Fatalf("node %s started with store %q, want %q", id, n.Store, kind)
 	}
-	t.Cleanup(func() { _ = p.Kill() })
-	logOnFailure(t, p)
-	m := ready.await(t, p, 30*time.Second)
-	if m[1] != id || m[3] != kind {
-		t.Fatalf("node started as %q with store %q, want %q with %q", m[1], m[3], id, kind)
-	}
-	return &node{ID: id, Addr: m[2], p: p}
+	return n
 }
 
 // startRoamLB runs `roam ARGS…` (args[0] being "lb") and returns it once it
@@ -222,7 +104,7 @@ func startRoamNode(t *testing.T, id string, args, env []string, kind string) *no
 // backends, all up. It is stopped with SIGTERM at cleanup.
 func startRoamLB(t *testing.T, args []string, listen, admin string, n int) *balancer {
 	t.Helper()
-	p, err := proc.Start(context.Background(), proc.Spec{Name: "roam lb", Path: buildRoam(t), Args: args})
+	p, err := proc.Start(context.Background(), proc.Spec{Name: "roam lb", Path: testbin.Roam(t), Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}

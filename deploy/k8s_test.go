@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/testbin"
 	"github.com/roamsession/roam/lb"
 )
 
@@ -102,7 +103,7 @@ func findObject(t *testing.T, objs []k8sObject, kind, name string) k8sObject {
 // roamFlags returns the long flags `roam SUB --help` lists.
 func roamFlags(t *testing.T, sub string) map[string]bool {
 	t.Helper()
-	out, err := exec.Command(buildRoam(t), sub, "--help").CombinedOutput()
+	out, err := exec.Command(testbin.Roam(t), sub, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("roam %s --help: %v\n%s", sub, err, out)
 	}

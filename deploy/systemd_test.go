@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/testbin"
 	"github.com/roamsession/roam/internal/testserver"
 )
 
@@ -121,7 +122,7 @@ func expandExec(t *testing.T, line, instance string, env map[string]string) []st
 // test.
 func TestSystemdUnitsVerify(t *testing.T) {
 	analyze := testserver.Require(t, "systemd-analyze", "systemd")
-	bin := buildRoam(t)
+	bin := testbin.Roam(t)
 	dir := t.TempDir()
 	for _, name := range []string{"roam-node@.service", "roam-lb.service"} {
 		b, err := os.ReadFile(filepath.Join("systemd", name))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/bench"
+	"github.com/roamsession/roam/internal/testbin"
 )
 
 func TestBenchFaultFlags(t *testing.T) {
@@ -60,7 +61,7 @@ func TestBenchRejectsBadFlagsBeforeStartingAnything(t *testing.T) {
 }
 
 func TestBenchRunsAndPrintsJSON(t *testing.T) {
-	bin := buildRoam(t)
+	bin := testbin.Roam(t)
 	var out syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/roamsession/roam/internal/proc"
 	"github.com/roamsession/roam/internal/servers"
+	"github.com/roamsession/roam/internal/testbin"
 )
 
 // demo is a running `roam demo` process.
@@ -55,8 +56,8 @@ func requireBinary(t *testing.T, binary, pkg string) {
 // At cleanup the demo is killed and its nodes are checked to be gone.
 func startDemo(t *testing.T, args ...string) *demo {
 	t.Helper()
-	bin := buildRoam(t)
-	ready := newLineWatcher(demoReadyLine)
+	bin := testbin.Roam(t)
+	ready := testbin.NewLineWatcher(demoReadyLine)
 	p, err := proc.Start(context.Background(), proc.Spec{
 		Name:   "roam demo",
 		Path:   bin,
@@ -75,7 +76,7 @@ func startDemo(t *testing.T, args ...string) *demo {
 			waitGone(t, id, pid)
 		}
 	})
-	m := ready.await(t, p, 60*time.Second)
+	m := ready.Await(t, p, 60*time.Second)
 	secs, _ := strconv.ParseFloat(m[1], 64)
 	d.ready = time.Duration(secs * float64(time.Second))
 	out := p.Output()
@@ -436,7 +437,7 @@ func TestDemoLeavesNoProcessBehind(t *testing.T) {
 // the cluster store in the build it must come up; without it, it must fail
 // with a message naming a strategy that works, never a panic.
 func TestDemoDefaultStrategyWorksOrSaysWhatDoes(t *testing.T) {
-	bin := buildRoam(t)
+	bin := testbin.Roam(t)
 	p, err := proc.Start(context.Background(), proc.Spec{
 		Name: "roam demo", Path: bin,
 		Args: []string{"demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--nodes", "2"},

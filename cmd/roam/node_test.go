@@ -21,129 +21,19 @@ import (
 
 	"github.com/roamsession/roam/internal/proc"
 	"github.com/roamsession/roam/internal/storespec"
+	"github.com/roamsession/roam/internal/testbin"
 )
 
-// roamBinary is the roam command built once for every test that runs it as
-// a real process.
-var roamBinary struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if roamBinary.dir != "" {
-		os.RemoveAll(roamBinary.dir)
-	}
-	os.Exit(code)
-}
-
-// buildRoam builds this package's binary (once per test run) and returns
-// its path.
-func buildRoam(t *testing.T) string {
+// startNode runs `roam node --id n1 --listen 127.0.0.1:0 --store memory` as
+// a real process and returns it with its base URL once it has printed its
+// ready line; stderr receives a copy of its log. The process is killed with
+// SIGKILL at cleanup unless the test stopped it already.
+func startNode(t *testing.T, stderr io.Writer) (*proc.Process, string) {
 	t.Helper()
-	roamBinary.once.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			roamBinary.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "roam-cmd-test-")
-		if err != nil {
-			roamBinary.err = err
-			return
-		}
-		roamBinary.dir = dir
-		path := filepath.Join(dir, "roam")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, goTool, "build", "-o", path, ".").CombinedOutput()
-		if err != nil {
-			roamBinary.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		roamBinary.path = path
-	})
-	if roamBinary.err != nil {
-		t.Fatalf("build roam: %v", roamBinary.err)
-	}
-	return roamBinary.path
-}
-
-// lineWatcher is an io.Writer that reports the first line matching re.
-type lineWatcher struct {
-	re    *regexp.Regexp
-	mu    sync.Mutex
-	buf   []byte
-	done  bool
-	found chan []string // the submatches; receives once
-}
-
-func newLineWatcher(pattern string) *lineWatcher {
-	return &lineWatcher{re: regexp.MustCompile(pattern), found: make(chan []string, 1)}
-}
-
-func (w *lineWatcher) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for !w.done {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		if m := w.re.FindStringSubmatch(line); m != nil {
-			w.done = true
-			w.found <- m
-		}
-	}
-	if w.done {
-		w.buf = nil
-	}
-	return len(p), nil
-}
-
-// await returns the submatches of the watched line, failing the test when
-// the process exits first or the deadline passes.
-func (w *lineWatcher) await(t *testing.T, p *proc.Process, timeout time.Duration) []string {
-	t.Helper()
-	select {
-	case m := <-w.found:
-		return m
-	case <-p.Exited():
-		t.Fatalf("%s exited (%v) before printing a line matching %q; output:\n%s", p, p.Wait(), w.re, p.Output())
-	case <-time.After(timeout):
-		t.Fatalf("%s printed no line matching %q within %v; output:\n%s", p, w.re, timeout, p.Output())
-	}
-	return nil
-}
-
-const readyLine = `^roam node (\S+) listening on (http://\S+) store=(\S+)$`
-
-// startNode runs `roam node ARGS…` as a real process and returns it with
-// its base URL once it has printed its ready line. The process is killed
-// with SIGKILL at cleanup unless the test stopped it already.
-func startNode(t *testing.T, stderr io.Writer, args ...string) (*proc.Process, string) {
-	t.Helper()
-	bin := buildRoam(t)
-	ready := newLineWatcher(readyLine)
-	p, err := proc.Start(context.Background(), proc.Spec{
-		Name:   "roam node",
-		Path:   bin,
-		Args:   append([]string{"node"}, args...),
-		Stdout: ready,
-		Stderr: stderr,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Kill() })
-	m := ready.await(t, p, 30*time.Second)
-	return p, m[2]
+	n := testbin.StartNode(t, testbin.NodeOptions{ID: "n1", Store: "memory", Stderr: stderr})
+	return n.Process, n.URL
 }
 
 // httpClient is a client with a cookie jar that does not follow redirects.
@@ -207,8 +97,8 @@ func (c *httpClient) cookie(name string) *http.Cookie {
 const formType = "application/x-www-form-urlencoded"
 
 func TestNodeProcessServesTheLoginStoryAndStopsOnSIGTERM(t *testing.T) {
-	stderr := newLineWatcher(`msg="shutting down"`)
-	p, base := startNode(t, stderr, "--id", "n1", "--listen", "127.0.0.1:0", "--store", "memory")
+	stderr := testbin.NewLineWatcher(`msg="shutting down"`)
+	p, base := startNode(t, stderr)
 	if !strings.HasPrefix(base, "http://127.0.0.1:") {
 		t.Fatalf("ready line URL %q, want http://127.0.0.1:PORT", base)
 	}
@@ -270,7 +160,7 @@ func TestNodeProcessServesTheLoginStoryAndStopsOnSIGTERM(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Stop(20 * time.Second) }()
-	stderr.await(t, p, 10*time.Second)
+	stderr.Await(t, p, 10*time.Second)
 
 	// No new connections are accepted once shutdown has begun.
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
@@ -338,7 +228,7 @@ func waitInFlight(t *testing.T, base string, n int) {
 }
 
 func TestVersionRuns(t *testing.T) {
-	out, err := exec.Command(buildRoam(t), "version").CombinedOutput()
+	out, err := exec.Command(testbin.Roam(t), "version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("roam version: %v\n%s", err, out)
 	}
@@ -384,7 +274,7 @@ func TestNodeCookieSecureAndInProcessShutdown(t *testing.T) {
 		done <- runRoam(ctx, &out, "node", "--id", "n1", "--listen", "127.0.0.1:0", "--cookie-secure",
 			"--demo-password", "s3cret", "--log-format", "json", "--log-level", "error")
 	}()
-	re := regexp.MustCompile(readyLine[:len(readyLine)-1]) // the buffer may hold more after the line
+	re := regexp.MustCompile(testbin.NodeReadyLine[:len(testbin.NodeReadyLine)-1]) // the buffer may hold more after the line
 	var base string
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer pcancel()
