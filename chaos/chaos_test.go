@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/roamsession/roam/bench"
 	"github.com/roamsession/roam/chaos/internal/netmesh"
 	"github.com/roamsession/roam/internal/proc"
 	"github.com/roamsession/roam/internal/testserver"
@@ -142,10 +143,15 @@ func runChaos(t *testing.T, p plan) {
 	}
 	t.Logf("schedule (%d faults): %s", len(sched), strings.Join(names, ", "))
 	faultsStart := time.Now()
+	var spans []faultSpan
 	for i, f := range sched {
 		before := len(load.Violations())
 		fstart := time.Now()
-		if err := cl.Inject(ctx, f, store, time.Minute); err != nil {
+		span := faultSpan{f: f, from: load.Elapsed()}
+		err := cl.Inject(ctx, f, store, time.Minute)
+		span.to = load.Elapsed()
+		spans = append(spans, span)
+		if err != nil {
 			t.Errorf("fault %d (%s): %v", i+1, f, err)
 			// Undo what can be undone so the checks below still mean
 			// something.
@@ -202,6 +208,7 @@ func runChaos(t *testing.T, p plan) {
 	if p.sync && (s.Lost > 0 || s.LoggedOut > 0 || s.Stale > 0) {
 		t.Errorf("%s acknowledges writes synchronously, yet %d acknowledged increments were lost (%d answers logged out, %d stale)",
 			p.strategy, s.Lost, s.LoggedOut, s.Stale)
+		explainLosses(t, load.Records(), spans)
 	}
 	if s.Acked == 0 || rep.LogoutsAcked == 0 || rep.Conclusive == 0 {
 		t.Errorf("the load proved little: %d increments acknowledged, %d logouts, %d conclusive replays", s.Acked, rep.LogoutsAcked, rep.Conclusive)
@@ -212,6 +219,38 @@ func runChaos(t *testing.T, p plan) {
 		t.Error(err)
 	} else {
 		t.Logf("%d logged-out ids (of %d) refused by every node", min(200, len(rep.Dead)), len(rep.Dead))
+	}
+}
+
+// faultSpan is when one fault lasted, on the load's clock.
+type faultSpan struct {
+	f        Fault
+	from, to time.Duration
+}
+
+// explainLosses logs the first answers judged logged out or stale, each
+// with the fault that was on (or had just ended) when it was sent.
+func explainLosses(t *testing.T, byUser [][]bench.Record, spans []faultSpan) {
+	t.Helper()
+	shown := 0
+	for u, recs := range byUser {
+		v := bench.Judge(recs)
+		for i, o := range v.Outcomes {
+			if o != bench.LoggedOut && o != bench.Stale {
+				continue
+			}
+			r := recs[i]
+			during := "no fault"
+			for _, sp := range spans {
+				if r.At >= sp.from && r.At <= sp.to+2*time.Second {
+					during = fmt.Sprintf("%s (%v–%v)", sp.f, sp.from.Round(time.Millisecond), sp.to.Round(time.Millisecond))
+				}
+			}
+			t.Logf("u%d %s at %v on %q: %s, counter %d; during %s", u, r.Kind, r.At.Round(time.Millisecond), r.Node, o, r.Counter, during)
+			if shown++; shown == 30 {
+				return
+			}
+		}
 	}
 }
 

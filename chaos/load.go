@@ -184,6 +184,23 @@ func StartLoad(c *Cluster, opts LoadOptions) *Load {
 	return l
 }
 
+// Elapsed returns the time since the load started: the clock of
+// Violation.At and of the records' At.
+func (l *Load) Elapsed() time.Duration { return time.Since(l.start) }
+
+// Records returns every user's records, index: the user, once Stop has
+// returned (nil before).
+func (l *Load) Records() [][]bench.Record {
+	if l.report == nil {
+		return nil
+	}
+	out := make([][]bench.Record, len(l.users))
+	for i, u := range l.users {
+		out[i] = u.recs
+	}
+	return out
+}
+
 // LoggedIn returns how many users are logged in now.
 func (l *Load) LoggedIn() int { return int(l.loggedIn.Load()) }
 
