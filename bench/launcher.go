@@ -25,17 +25,23 @@ const (
 	// to finish, short enough that a restart of N nodes fits in a run.
 	drainFor = time.Second
 	// upWithin bounds the wait for the balancer to send traffic to a node
-	// that was (re)started; it covers the balancer's passive cool-down
-	// (10 s by default) after a kill.
+	// that was (re)started.
 	upWithin = 20 * time.Second
+	// coolDown replaces the balancer's passive cool-down (10 s by
+	// default): a node killed and restarted takes traffic again within
+	// seconds, as after a supervisor's restart, instead of the balancer
+	// shunning a healthy node for the rest of a short run. Active health
+	// checks still take a dead node out within two seconds.
+	coolDown = 2 * time.Second
 )
 
 // ProcessLauncher starts clusters the way `roam demo` does: package
 // internal/launch runs the nodes, and any store server the strategy
 // needs, as separate OS processes (so a kill is a real crash), and a
 // balancer (package lb) runs in this process in front of them with the
-// strategy's policy and otherwise default settings. The zero value runs
-// the running executable as `roam node`.
+// strategy's policy and otherwise default settings, but for a passive
+// cool-down of 2 s and a drain timeout of 2 s. The zero value runs the
+// running executable as `roam node`.
 type ProcessLauncher struct {
 	// Binary is the roam executable; the running one when empty.
 	Binary string
@@ -86,6 +92,7 @@ func (p ProcessLauncher) Launch(ctx context.Context, s Setup) (Cluster, error) {
 		Policy:       st.Policy,
 		Secret:       hex.EncodeToString(secret),
 		DrainTimeout: lb.Duration(2 * time.Second),
+		Health:       lb.HealthConfig{PassiveCoolDown: lb.Duration(coolDown)},
 		Logger:       log,
 	}
 	for _, n := range lc.Nodes() {
