@@ -180,7 +180,9 @@ func New(cfg Config) (*Dashboard, error) {
 //
 // POST routes refuse cross-origin browser requests (403), so a web page
 // elsewhere cannot kill nodes through the visitor's browser. They answer
-// JSON, or 303 back to the page for a plain HTML form.
+// JSON, or 303 back to the page for a plain HTML form. That check compares
+// Origin with Host, which a DNS-rebinding page makes agree: serve the
+// listener behind RequireLocalHost too.
 func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", d.servePage)
 	mux.Handle("GET /static/", d.static)

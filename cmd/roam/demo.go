@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -193,11 +194,16 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) error 
 		return err
 	}
 	dash.Register(bal.AdminHandler())
+	admin := newDemoAdminServer(bal, aln, c.admin, logger)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- bal.Serve(runCtx, ln, aln) }()
+	// The balancer serves traffic only; the demo serves its admin mux
+	// (see newDemoAdminServer).
+	go func() { served <- bal.Serve(runCtx, ln, nil) }()
+	adminServed := make(chan error, 1)
+	go func() { adminServed <- admin.Serve(aln) }()
 	dashDone := make(chan struct{})
 	go func() { dash.Run(runCtx); close(dashDone) }()
 
@@ -208,14 +214,29 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "roam demo: dashboard http://%s\n", aln.Addr())
 	fmt.Fprintf(stdout, "roam demo: ready in %.2fs; Ctrl-C stops the balancer and every node\n", time.Since(began).Seconds())
 
-	var serveErr error
+	var serveErr, adminErr error
+	adminDone := false
 	select {
 	case <-ctx.Done():
 	case serveErr = <-served:
+	case adminErr = <-adminServed:
+		adminDone = true
 	}
 	fmt.Fprintln(stdout, "roam demo: stopping…")
 	cancel()
-	<-dashDone
+	<-dashDone // ends the dashboard's event streams, which would hold Shutdown up
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	admin.Shutdown(actx)
+	acancel()
+	admin.Close()
+	if !adminDone {
+		adminErr = <-adminServed
+	}
+	if errors.Is(adminErr, http.ErrServerClosed) {
+		adminErr = nil
+	} else if adminErr != nil {
+		adminErr = fmt.Errorf("admin listener: %w", adminErr)
+	}
 	if serveErr == nil {
 		serveErr = <-served
 	}
@@ -223,7 +244,23 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) error 
 	if stopErr == nil {
 		fmt.Fprintln(stdout, "roam demo: stopped the balancer and every node")
 	}
-	return errors.Join(serveErr, stopErr)
+	return errors.Join(serveErr, adminErr, stopErr)
+}
+
+// newDemoAdminServer returns the server for the admin listener aln: the
+// balancer's admin mux, which carries the dashboard and the kill, start
+// and add routes, behind dashboard.RequireLocalHost. Those routes refuse
+// cross-origin requests, but a DNS-rebinding page is same-origin as far
+// as Origin and Host can tell; only the Host header gives it away. The
+// demo serves the mux itself because lb.Serve serves it with no way to
+// wrap it.
+func newDemoAdminServer(bal *lb.LB, aln net.Listener, configured string, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           dashboard.RequireLocalHost(bal.AdminHandler(), aln.Addr().String(), configured),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
 }
 
 // stopCluster stops every node and server gracefully; a second Ctrl-C or

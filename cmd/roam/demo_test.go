@@ -176,11 +176,21 @@ func (u *user) me(base string) (node, name string) {
 }
 
 // adminPost POSTs to the dashboard's API and returns the status and body.
+// A "Host" entry in header replaces the request's Host.
 func adminPost(t *testing.T, d *demo, path string, header map[string]string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, d.admin+path, nil)
+	return adminDo(t, d, http.MethodPost, path, header)
+}
+
+func adminDo(t *testing.T, d *demo, method, path string, header map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, d.admin+path, nil)
 	req.Header.Set("Accept", "application/json")
 	for k, v := range header {
+		if http.CanonicalHeaderKey(k) == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -396,6 +406,30 @@ func TestDemoControlRefusesCrossOriginRequests(t *testing.T) {
 	}
 	if !running(d.children["n1"]) {
 		t.Fatal("a cross-site request killed n1")
+	}
+
+	// DNS rebinding: a page on evil.example re-points its own name at the
+	// admin listener, so its requests are same-origin by Origin and Host.
+	// Only the Host says they are not for us.
+	u, err := url.Parse(d.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebound := map[string]string{"Host": "evil.example:" + u.Port(), "Origin": "http://evil.example:" + u.Port(), "Sec-Fetch-Site": "same-origin"}
+	if code, body := adminPost(t, d, "/api/nodes/n1/kill", rebound); code != http.StatusMisdirectedRequest {
+		t.Fatalf("kill with Host evil.example = %d %q, want 421", code, body)
+	}
+	if code, body := adminDo(t, d, http.MethodGet, "/api/nodes", map[string]string{"Host": "evil.example"}); code != http.StatusMisdirectedRequest || strings.Contains(body, "n1") {
+		t.Fatalf("GET /api/nodes with Host evil.example = %d %q, want 421 naming no node", code, body)
+	}
+	if !running(d.children["n1"]) {
+		t.Fatal("a request for Host evil.example killed n1")
+	}
+	// The names a local user types still work.
+	for _, host := range []string{"localhost:" + u.Port(), "localhost", u.Host} {
+		if code, body := adminDo(t, d, http.MethodGet, "/api/nodes", map[string]string{"Host": host}); code != http.StatusOK {
+			t.Fatalf("GET /api/nodes with Host %s = %d %q, want 200", host, code, body)
+		}
 	}
 }
 
