@@ -79,7 +79,10 @@ func Matrix(ctx context.Context, mo MatrixOptions) ([]*Result, error) {
 	return out, nil
 }
 
-// ParseNodeCounts parses "3", "3,5" or "2-6" (and mixes: "2-4,8").
+// ParseNodeCounts parses a list of cluster sizes: "3", "3,5" or "2-6", and
+// mixes such as "2-4,8", in order and without repeats. It fails with an
+// error wrapping ErrOptions for a count below 1, a reversed range, or
+// anything that is not a number.
 func ParseNodeCounts(s string) ([]int, error) {
 	var out []int
 	for part := range strings.SplitSeq(s, ",") {

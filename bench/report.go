@@ -85,7 +85,9 @@ func faultErrors(r *Result) []string {
 	return out
 }
 
-// WriteTable writes results as an aligned text table.
+// WriteTable writes results as an aligned text table, one row per run,
+// followed by a note for each run that could not be made and each fault
+// that failed. It returns w's first write error.
 func WriteTable(w io.Writer, results []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cols := tableColumns(results)
