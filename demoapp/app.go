@@ -50,7 +50,8 @@ type Config struct {
 	Registry prometheus.Registerer
 
 	// Ready reports whether the node can serve sessions, for GET /readyz.
-	// Nil means always ready.
+	// Nil means always ready. Its error is logged, never sent: /readyz
+	// answers a fixed "not ready".
 	Ready func() error
 }
 

@@ -3,10 +3,12 @@ package demoapp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -419,8 +421,16 @@ func TestHealthAndReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var readyErr error
-	app, err := New(Config{NodeID: "n1", Manager: mgr, Ready: func() error { return readyErr }})
+	var readyErr atomic.Pointer[error]
+	var logs syncBuffer
+	app, err := New(Config{NodeID: "n1", Manager: mgr,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Ready: func() error {
+			if p := readyErr.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,11 +439,20 @@ func TestHealthAndReadiness(t *testing.T) {
 	wantStatus(t, "/healthz", resp, body, http.StatusOK)
 	resp, body = c.do("GET", "/readyz", "", "")
 	wantStatus(t, "/readyz while ready", resp, body, http.StatusOK)
-	readyErr = errors.New("state transfer in progress")
+	// The cause names a peer: it belongs in the log, not in a response
+	// anyone who reaches the node can read.
+	cause := errors.New("state transfer from 10.0.0.7:7947 in progress")
+	readyErr.Store(&cause)
 	resp, body = c.do("GET", "/readyz", "", "")
 	wantStatus(t, "/readyz while not ready", resp, body, http.StatusServiceUnavailable)
-	if !strings.Contains(body, "state transfer in progress") {
-		t.Fatalf("/readyz body %q does not say why", body)
+	if body != "not ready\n" {
+		t.Fatalf("/readyz body %q, want exactly %q", body, "not ready\n")
+	}
+	if strings.Contains(body, "10.0.0.7") || strings.Contains(body, "state transfer") {
+		t.Fatalf("/readyz body %q leaks the cause", body)
+	}
+	if log := logs.String(); !strings.Contains(log, "state transfer from 10.0.0.7:7947 in progress") {
+		t.Fatalf("/readyz did not log why it is not ready; log:\n%s", log)
 	}
 	resp, body = c.do("GET", "/healthz", "", "")
 	wantStatus(t, "/healthz while not ready", resp, body, http.StatusOK)

@@ -12,7 +12,7 @@
 //	GET  /api/me       200 {"node","user","counter"}; 401 {"error"} when not logged in
 //	POST /api/counter  200 {"node","counter"} after incrementing; 401 when not logged in
 //	GET  /healthz      200 while the process runs
-//	GET  /readyz       200 when Config.Ready reports nil, else 503
+//	GET  /readyz       200 when Config.Ready reports nil, else 503 "not ready" (the cause is logged)
 //	GET  /metrics      Prometheus text format
 //	GET  /static/…     the embedded stylesheet
 //

@@ -206,10 +206,14 @@ func (a *App) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "ok\n")
 }
 
-func (a *App) readyz(w http.ResponseWriter, _ *http.Request) {
+// readyz answers 503 "not ready" while Config.Ready fails. The cause goes
+// to the log only: it can name peers' addresses and the store's state,
+// and /readyz answers anyone who can reach the node.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.ready != nil {
 		if err := a.ready(); err != nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			a.log.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.String("error", err.Error()))
+			writeText(w, http.StatusServiceUnavailable, "not ready\n")
 			return
 		}
 	}

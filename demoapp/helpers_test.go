@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -159,4 +160,23 @@ func decodeJSON(t *testing.T, what, body string) map[string]any {
 		t.Fatalf("%s: body is not a JSON object: %v; body: %q", what, err, body)
 	}
 	return m
+}
+
+// syncBuffer collects a logger's output: the server goroutine writes, the
+// test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
