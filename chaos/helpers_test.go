@@ -6,13 +6,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roamsession/roam/internal/testbin"
 )
 
 // Environment of the suite.
@@ -30,50 +31,20 @@ const (
 	envLogDir = "ROAM_CHAOS_LOGDIR"
 )
 
-var roamBin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testbin.Run(m)
 	stopShared()
-	if roamBin.dir != "" {
-		os.RemoveAll(roamBin.dir)
-	}
 	os.Exit(code)
 }
 
-// buildRoam builds ./cmd/roam once per test binary; -short skips the
-// calling test.
+// buildRoam returns the roam binary (internal/testbin builds it once, or
+// takes $ROAM_BINARY); -short skips the calling test.
 func buildRoam(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("chaos: real processes; skipped with -short")
 	}
-	roamBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "roam-chaos-bin-")
-		if err != nil {
-			roamBin.err = err
-			return
-		}
-		roamBin.dir = dir
-		path := filepath.Join(dir, "roam")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/roamsession/roam/cmd/roam").CombinedOutput()
-		if err != nil {
-			roamBin.err = fmt.Errorf("go build ./cmd/roam: %v\n%s", err, out)
-			return
-		}
-		roamBin.path = path
-	})
-	if roamBin.err != nil {
-		t.Fatal(roamBin.err)
-	}
-	return roamBin.path
+	return testbin.Roam(t)
 }
 
 func longMode() bool { return os.Getenv(envMode) == "long" }

@@ -73,8 +73,8 @@ func FuzzConfig(f *testing.F) {
 }
 
 // hostile is the fixture of FuzzHostileRequest: one balancer in front of
-// one raw backend, shared by every input a fuzzing process runs (starting
-// them per input would cost more than the input).
+// one raw backend, made once per fuzzing process (starting them per input
+// would cost more than the input) and closed when the target ends.
 type hostile struct {
 	lb      *LB
 	addr    string // the balancer's listener
@@ -82,12 +82,6 @@ type hostile struct {
 	entered atomic.Int64 // requests the front end parsed and handed to the balancer
 	panics  atomic.Int64 // log records that mention a panic
 	seq     atomic.Int64
-}
-
-var hostileFixture struct {
-	once sync.Once
-	h    *hostile
-	err  error
 }
 
 // panicWatch is a slog handler that counts records mentioning a panic:
@@ -104,72 +98,62 @@ func (p panicWatch) Handle(_ context.Context, r slog.Record) error {
 func (p panicWatch) WithAttrs([]slog.Attr) slog.Handler { return p }
 func (p panicWatch) WithGroup(string) slog.Handler      { return p }
 
-func hostileLB(t *testing.T) *hostile {
-	t.Helper()
-	hostileFixture.once.Do(func() {
-		h := &hostile{}
-		be, err := startRawBackend()
-		if err != nil {
-			hostileFixture.err = err
-			return
-		}
-		h.be = be
-		cfg := &Config{
-			Policy: "round_robin",
-			Health: HealthConfig{Interval: Off, PassiveFails: -1},
-			// One idle connection: the canary after each input must reuse the
-			// connection the input's request used, and so would meet any
-			// bytes the input left on it.
-			Pool:     PoolConfig{MaxIdlePerBackend: 1},
-			Timeouts: TimeoutConfig{Backend: Duration(2 * time.Second), ReadHeader: Duration(2 * time.Second)},
-			Retries:  RetryConfig{Max: -1},
-			Backends: []BackendConfig{{ID: "b1", URL: "http://" + be.ln.Addr().String()}},
-			Logger:   slog.New(panicWatch{&h.panics}),
-		}
-		if err := cfg.Provision(); err != nil {
-			hostileFixture.err = err
-			return
-		}
-		if err := cfg.Validate(); err != nil {
-			hostileFixture.err = err
-			return
-		}
-		if h.lb, err = New(cfg); err != nil {
-			hostileFixture.err = err
-			return
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			hostileFixture.err = err
-			return
-		}
-		h.addr = ln.Addr().String()
-		if err := h.lb.Start(context.Background()); err != nil {
-			hostileFixture.err = err
-			return
-		}
-		// The server Serve would make, with the same limits, around a
-		// handler that counts what the front end let through: each of
-		// those may reach the backend once (retries are off), no more.
-		srv := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				h.entered.Add(1)
-				h.lb.ServeHTTP(w, r)
-			}),
-			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
-			IdleTimeout:       cfg.Timeouts.Idle.D(),
-			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
-		}
-		// It lives as long as the fuzzing process: a worker runs inputs
-		// until it is killed.
-		go srv.Serve(ln)
-		hostileFixture.h = h
-	})
-	if hostileFixture.err != nil {
-		t.Fatal(hostileFixture.err)
+func newHostile(f *testing.F) *hostile {
+	f.Helper()
+	h := &hostile{}
+	be, err := startRawBackend()
+	if err != nil {
+		f.Fatal(err)
 	}
-	return hostileFixture.h
+	f.Cleanup(func() { be.ln.Close() })
+	h.be = be
+	cfg := &Config{
+		Policy: "round_robin",
+		Health: HealthConfig{Interval: Off, PassiveFails: -1},
+		// One idle connection: the canary after each input must reuse the
+		// connection the input's request used, and so would meet any
+		// bytes the input left on it.
+		Pool:     PoolConfig{MaxIdlePerBackend: 1},
+		Timeouts: TimeoutConfig{Backend: Duration(2 * time.Second), ReadHeader: Duration(2 * time.Second)},
+		Retries:  RetryConfig{Max: -1},
+		Backends: []BackendConfig{{ID: "b1", URL: "http://" + be.ln.Addr().String()}},
+		Logger:   slog.New(panicWatch{&h.panics}),
+	}
+	if err := cfg.Provision(); err != nil {
+		f.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		f.Fatal(err)
+	}
+	if h.lb, err = New(cfg); err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.Cleanup(cancel)
+	if err := h.lb.Start(ctx); err != nil {
+		f.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	// The server Serve would make, with the same limits, around a handler
+	// that counts what the front end let through: each of those may reach
+	// the backend once (retries are off), no more.
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.entered.Add(1)
+			h.lb.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	go srv.Serve(ln)
+	f.Cleanup(func() { srv.Close() })
+	return h
 }
 
 // rawBackend parses what the balancer sends with http.ReadRequest, as
@@ -367,8 +351,8 @@ func FuzzHostileRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	h := newHostile(f)
 	f.Fuzz(func(t *testing.T, input []byte) {
-		h := hostileLB(t)
 		beforeBE, beforeLB := h.be.handled.Load(), h.entered.Load()
 		c, err := net.DialTimeout("tcp", h.addr, 2*time.Second)
 		if err != nil {
