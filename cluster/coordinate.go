@@ -314,7 +314,13 @@ func (s *Store) serveFetch(f *wire.Fetch) *wire.Entries {
 // its stamps.
 func (s *Store) mergeRemote(x *wire.Entry, from string) mergeResult {
 	s.clock.observe(incomingVersion(x).T)
-	return s.tab.merge(x, from, s.nowNano())
+	return s.tab.merge(x, from, false, s.nowNano())
+}
+
+// mergeAnswer merges the state a holder sent back in answer to our push.
+func (s *Store) mergeAnswer(x *wire.Entry, holder string) {
+	s.clock.observe(incomingVersion(x).T)
+	s.tab.merge(x, holder, true, s.nowNano())
 }
 
 // localStatus says what the table has for id at now.
@@ -362,7 +368,7 @@ func (s *Store) applyLocal(ctx context.Context, id string, d *session.Delta) err
 		return nil
 	}
 	frag := fragment(id, d, s.stamp(), create, now)
-	s.tab.merge(&frag, "", now)
+	s.tab.merge(&frag, "", false, now)
 	// Targets are computed after the local apply, so a member that
 	// registers while this write is in flight either got the write in its
 	// transfer or is a target here.
@@ -385,7 +391,7 @@ func (s *Store) deleteLocal(ctx context.Context, id string) error {
 	}
 	until := max(st.expires, now) + int64(s.cfg.TombstoneTTL)
 	frag := wire.Entry{ID: id, Dead: s.stamp(), DeadUntil: until}
-	s.tab.merge(&frag, "", now)
+	s.tab.merge(&frag, "", false, now)
 	err := s.replicate(ctx, id, st.version, &frag)
 	if errors.Is(err, errDead) {
 		return nil

@@ -107,14 +107,10 @@ func (s *Store) sendWrite(ctx context.Context, peer, addr string, w wire.Write) 
 		return fmt.Errorf("cluster: no address for peer %s", peer)
 	}
 	for range 3 {
-		var res wire.Results
-		if err := s.pc.call(ctx, addr, pathWrites, &wire.Writes{From: s.self, Items: []wire.Write{w}}, &res); err != nil {
+		r, err := s.batch.send(ctx, addr, w)
+		if err != nil {
 			return err
 		}
-		if len(res.Items) != 1 {
-			return fmt.Errorf("cluster: peer %s answered %d results for 1 write", peer, len(res.Items))
-		}
-		r := res.Items[0]
 		switch r.Status {
 		case wire.StatusOK:
 			s.tab.markReplicated(id, ver, peer)
@@ -126,7 +122,13 @@ func (s *Store) sendWrite(ctx context.Context, peer, addr string, w wire.Write) 
 			return errDead
 		case wire.StatusNeedFull:
 			if r.Entry != nil {
-				s.mergeRemote(r.Entry, "")
+				s.mergeAnswer(r.Entry, peer)
+			}
+			if w.Full {
+				// The peer merged the whole entry and has newer parts
+				// besides, which we just merged: it holds all we sent.
+				s.tab.markReplicated(id, ver, peer)
+				return nil
 			}
 			x, ok := s.tab.get(id)
 			if !ok {
@@ -165,6 +167,7 @@ func (s *Store) applyReplica(w *wire.Write, from string) wire.Result {
 	case r.dead:
 		return wire.Result{Status: wire.StatusOK}
 	case w.Full && r.hadNewer:
+		// Merged; we have newer parts too, which the sender may lack.
 		st, _ := s.tab.get(x.ID)
 		return wire.Result{Status: wire.StatusNeedFull, Entry: &st}
 	case w.Full:

@@ -55,6 +55,7 @@ type Store struct {
 	pc    *peerClient
 	ps    *peerServer
 	async *asyncSender
+	batch *batcher
 
 	metrics *metrics
 
@@ -142,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.gossipAddr = ml.LocalNode().Address()
 
 	s.bg, s.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+	s.batch = newBatcher(s)
 	if cfg.Async {
 		s.async = newAsyncSender(s)
 	}
@@ -252,6 +254,7 @@ func (s *Store) Close(ctx context.Context) error {
 	s.ps.shutdown(sctx)
 	s.pc.tr.CloseIdleConnections()
 	s.wg.Wait()
+	s.batch.close()
 	s.metrics.unregister()
 	s.log.Info("cluster node stopped")
 	return errors.Join(errs...)
@@ -276,6 +279,7 @@ func (s *Store) crash() {
 	_ = s.ps.srv.Close()
 	s.pc.tr.CloseIdleConnections()
 	s.wg.Wait()
+	s.batch.close()
 	s.metrics.unregister()
 }
 
@@ -328,7 +332,11 @@ func (s *Store) targets(id string, v *view) []string {
 		}
 	}
 	add(s.holders(id, v.ready))
-	add(s.holders(id, v.future))
+	if len(v.future) != len(v.ready) {
+		// Joining members will hold some ids: send them theirs already.
+		// (future ⊇ ready, so equal lengths mean equal lists.)
+		add(s.holders(id, v.future))
+	}
 	return out
 }
 

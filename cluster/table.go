@@ -338,7 +338,11 @@ type mergeResult struct {
 
 // merge folds x into id's entry, creating it when absent, and notes who
 // holds the result.
-func (t *table) merge(x *wire.Entry, from string, now int64) mergeResult {
+//
+// With fromHolder the state is a holder's answer to our push: what it adds
+// came from that holder, whose writer replicates it itself, so the peers
+// already known to hold our state still do.
+func (t *table) merge(x *wire.Entry, from string, fromHolder bool, now int64) mergeResult {
 	var r mergeResult
 	t.with(x.ID, func(e *entry) *entry {
 		if e == nil {
@@ -349,7 +353,9 @@ func (t *table) merge(x *wire.Entry, from string, now int64) mergeResult {
 		r.changed = e.merge(x)
 		if r.changed {
 			e.written = now
-			e.replicated = e.replicated[:0]
+			if !fromHolder {
+				e.replicated = e.replicated[:0]
+			}
 			e.syncedEpoch = 0
 		}
 		r.hadNewer = e.version.After(incomingVersion(x))

@@ -349,7 +349,10 @@ func (s *Store) syncPass(ctx context.Context) int {
 	for _, d := range drops {
 		dropped := false
 		s.tab.with(d.id, func(e *entry) *entry {
-			if e == nil || e.version != d.ver {
+			// replicated is cleared by every local change not learnt from
+			// a target, so covering the targets means each holds this
+			// very state.
+			if e == nil {
 				return e
 			}
 			for _, t := range s.targets(d.id, v) {
@@ -395,9 +398,12 @@ func (s *Store) pushTo(ctx context.Context, target, addr string, list []pending)
 		for i, r := range res.Items {
 			x := &ws.Items[i].Entry
 			if r.Entry != nil {
-				s.mergeRemote(r.Entry, "")
+				s.mergeAnswer(r.Entry, target)
 			}
-			if r.Status == wire.StatusOK {
+			// NeedFull to a whole entry means the target merged it and has
+			// newer parts besides (writes since, at the new primary): it
+			// holds all we sent.
+			if r.Status == wire.StatusOK || r.Status == wire.StatusNeedFull {
 				s.tab.markReplicated(x.ID, incomingVersion(x), target)
 			} else {
 				failed++

@@ -157,7 +157,7 @@ type Status uint8
 // The statuses.
 const (
 	StatusOK       Status = iota
-	StatusNeedFull        // the replica's copy is absent or at another version: send the whole entry
+	StatusNeedFull        // to a fragment: the replica lacks its base, send the whole entry; to a whole entry: merged, and the replica has newer parts (in Entry)
 	StatusDead            // the replica holds a tombstone that beats the write; Entry carries it
 	StatusNotFound        // forwarded call: no live session
 	StatusNotReady        // the receiver is still joining: ask the next holder

@@ -1,0 +1,128 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/roamsession/roam/cluster/internal/wire"
+)
+
+// Group commit: concurrent sync writes bound for the same peer share one
+// request. A write that finds nothing in flight is sent at once (no added
+// latency when idle); under load the writes that queue meanwhile go out
+// together, which amortises the HTTP/2 and TLS cost per request.
+const (
+	maxBatch        = 128
+	batchesInFlight = 4 // per peer
+)
+
+type batchItem struct {
+	w    wire.Write
+	done chan batchResult // buffered: the sender never blocks on it
+}
+
+type batchResult struct {
+	res wire.Result
+	err error
+}
+
+// batcher holds one queue per peer address.
+type batcher struct {
+	s      *Store
+	mu     sync.Mutex
+	q      map[string]*peerBatch
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type peerBatch struct {
+	addr string
+	ch   chan *batchItem
+}
+
+func newBatcher(s *Store) *batcher { return &batcher{s: s, q: make(map[string]*peerBatch)} }
+
+// send queues w for addr and waits for its result or ctx.
+func (b *batcher) send(ctx context.Context, addr string, w wire.Write) (wire.Result, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return wire.Result{}, ErrClosed
+	}
+	pb := b.q[addr]
+	if pb == nil {
+		pb = &peerBatch{addr: addr, ch: make(chan *batchItem, 4*maxBatch)}
+		b.q[addr] = pb
+		for range batchesInFlight {
+			b.wg.Add(1)
+			go b.run(pb)
+		}
+	}
+	b.mu.Unlock()
+	it := &batchItem{w: w, done: make(chan batchResult, 1)}
+	select {
+	case pb.ch <- it:
+	case <-ctx.Done():
+		return wire.Result{}, &callError{peer: addr, op: pathWrites, timeout: true, err: ctx.Err()}
+	case <-b.s.bg.Done():
+		return wire.Result{}, ErrClosed
+	}
+	select {
+	case r := <-it.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return wire.Result{}, &callError{peer: addr, op: pathWrites, timeout: true, err: ctx.Err()}
+	}
+}
+
+// run is one of a peer's senders: it takes the first queued write, adds
+// whatever else is queued, and sends them as one request.
+func (b *batcher) run(pb *peerBatch) {
+	defer b.wg.Done()
+	s := b.s
+	items := make([]*batchItem, 0, maxBatch)
+	for {
+		items = items[:0]
+		select {
+		case <-s.bg.Done():
+			return
+		case it := <-pb.ch:
+			items = append(items, it)
+		}
+	fill:
+		for len(items) < maxBatch {
+			select {
+			case it := <-pb.ch:
+				items = append(items, it)
+			default:
+				break fill
+			}
+		}
+		req := &wire.Writes{From: s.self, Items: make([]wire.Write, len(items))}
+		for i, it := range items {
+			req.Items[i] = it.w
+		}
+		var res wire.Results
+		err := s.pc.call(s.bg, pb.addr, pathWrites, req, &res)
+		if err == nil && len(res.Items) != len(items) {
+			err = fmt.Errorf("cluster: peer %s answered %d results for %d writes", pb.addr, len(res.Items), len(items))
+		}
+		for i, it := range items {
+			if err != nil {
+				it.done <- batchResult{err: err}
+			} else {
+				it.done <- batchResult{res: res.Items[i]}
+			}
+		}
+	}
+}
+
+// close stops the senders; the store's background context must be
+// cancelled first.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
