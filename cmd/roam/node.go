@@ -30,9 +30,8 @@ const clusterSecretEnv = "ROAM_CLUSTER_SECRET"
 // host when --cluster-bind is not given (memberlist's customary port).
 const defaultClusterPort = "7946"
 
-// HTTP server limits. There is no ReadTimeout or WriteTimeout: a store's
-// peer handler may stream a state transfer for longer than any page takes,
-// and ReadHeaderTimeout already stops slow-header clients.
+// HTTP server limits. There is no ReadTimeout or WriteTimeout;
+// ReadHeaderTimeout stops slow-header clients.
 const (
 	nodeReadHeaderTimeout = 10 * time.Second
 	nodeIdleTimeout       = 120 * time.Second // above a balancer's usual 90s, so the balancer closes idle connections first
@@ -195,8 +194,9 @@ func runNode(ctx context.Context, c nodeConfig, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// nodeHandler builds the node's HTTP handler: the demo app, plus the store's
-// own handler under its prefix when it has one.
+// nodeHandler builds the node's HTTP handler: the demo app over the opened
+// store. Stores that talk to peers (the cluster store) do so on listeners
+// of their own, never on this one.
 func nodeHandler(c nodeConfig, logger *slog.Logger, reg *prometheus.Registry, opened *storespec.Opened) (http.Handler, error) {
 	mgr, err := session.NewManager(opened.Store, session.Options{
 		Cookie: session.CookieOptions{Insecure: !c.cookieSecure},
@@ -216,21 +216,7 @@ func nodeHandler(c nodeConfig, logger *slog.Logger, reg *prometheus.Registry, op
 	if err != nil {
 		return nil, err
 	}
-	if opened.Handler == nil {
-		return app, nil
-	}
-	p := opened.HandlerPrefix
-	if !strings.HasPrefix(p, "/") || p == "/" || strings.ContainsAny(p, " {}") {
-		return nil, fmt.Errorf("%s store: handler prefix %q must be a path below / without spaces or wildcards", opened.Kind, p)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", app)
-	storeHandler := opened.Handler
-	mux.Handle(p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(demoapp.NodeHeader, c.id)
-		storeHandler.ServeHTTP(w, r)
-	}))
-	return mux, nil
+	return app, nil
 }
 
 // defaultClusterBind is the cluster address for a node listening on

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +45,7 @@ type Env struct {
 	Registry prometheus.Registerer // where stores register metrics; nil: none
 }
 
-// Opened is an open store plus what the node serves around it.
+// Opened is an open store plus what the node needs to run it.
 type Opened struct {
 	Store session.Store
 	Kind  string // "memory", "redis", "cluster", …: for logs and metrics labels
@@ -58,11 +57,6 @@ type Opened struct {
 	// Ready reports whether the store can serve (a cluster node that has
 	// not finished its state transfer is not ready). Nil means always.
 	Ready func() error
-
-	// Handler, when not nil, is mounted by the node under HandlerPrefix on
-	// its HTTP listener (for stores that talk to peers over HTTP).
-	Handler       http.Handler
-	HandlerPrefix string
 }
 
 // Open parses spec and opens the store it names. It returns an error that
