@@ -111,6 +111,7 @@ func runChaos(t *testing.T, p plan) {
 		opts.StoreURL, store = p.store(t)
 	}
 	started := time.Now()
+	opts.LogDir = logDir(t)
 	cl := startCluster(t, opts)
 	t.Logf("%s: %d nodes ready in %v (isolated: %v)", p.strategy, len(cl.Nodes()), time.Since(started).Round(time.Millisecond), cl.Isolated())
 
@@ -213,6 +214,7 @@ func runChaos(t *testing.T, p plan) {
 	if s.Acked == 0 || rep.LogoutsAcked == 0 || rep.Conclusive == 0 {
 		t.Errorf("the load proved little: %d increments acknowledged, %d logouts, %d conclusive replays", s.Acked, rep.LogoutsAcked, rep.Conclusive)
 	}
+	checkNoIDsInLogs(t, opts.LogDir, load.IssuedIDs())
 	dctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := cl.VerifyDead(dctx, rep.Dead, 200); err != nil {

@@ -201,6 +201,17 @@ func (l *Load) Records() [][]bench.Record {
 	return out
 }
 
+// IssuedIDs returns every session id the users were issued so far.
+func (l *Load) IssuedIDs() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.issued))
+	for id := range l.issued {
+		out = append(out, id)
+	}
+	return out
+}
+
 // LoggedIn returns how many users are logged in now.
 func (l *Load) LoggedIn() int { return int(l.loggedIn.Load()) }
 
