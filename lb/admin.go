@@ -108,7 +108,13 @@ func (l *LB) newAdminMux() *http.ServeMux {
 		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown backend"})
 	})
-	mux.HandleFunc("POST /api/nodes/{id}/drain", func(w http.ResponseWriter, r *http.Request) {
+	// The admin listener is loopback by default, which a web page the
+	// operator visits can still reach: a cross-site form POST needs no
+	// CORS preflight. The routes that change state refuse browser
+	// requests from another origin (403); curl and scripts, which send no
+	// Origin or Sec-Fetch-Site, are unaffected.
+	cop := http.NewCrossOriginProtection()
+	mux.Handle("POST /api/nodes/{id}/drain", cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var timeout time.Duration
 		if s := r.URL.Query().Get("timeout"); s != "" {
 			d, err := time.ParseDuration(s)
@@ -119,13 +125,13 @@ func (l *LB) newAdminMux() *http.ServeMux {
 			timeout = d
 		}
 		l.adminResult(w, r, l.Drain(r.PathValue("id"), timeout))
-	})
-	mux.HandleFunc("POST /api/nodes/{id}/undrain", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("POST /api/nodes/{id}/undrain", cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.adminResult(w, r, l.Undrain(r.PathValue("id")))
-	})
-	mux.HandleFunc("DELETE /api/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("DELETE /api/nodes/{id}", cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.adminResult(w, r, l.RemoveBackend(r.PathValue("id")))
-	})
+	})))
 	if l.rt.Load().cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
