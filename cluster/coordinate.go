@@ -83,7 +83,13 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // routing: in ModeAll once the node is ready. A joining node in ModeAll
 // forwards to a ready member, since its copy is not complete yet.
 func (s *Store) localOnly() bool {
-	return s.cfg.Mode == ModeAll && s.mem.selfState() == stateReady
+	return s.cfg.Mode == ModeAll && s.servable()
+}
+
+// servable reports whether this node may serve calls from its own copy:
+// it is in placement and has not just come back from a long pause.
+func (s *Store) servable() bool {
+	return s.mem.selfState() == stateReady && !s.paused()
 }
 
 // route runs a call on id's primary: here when this node is it, else
@@ -95,7 +101,7 @@ func (s *Store) localOnly() bool {
 func (s *Store) route(ctx context.Context, f *wire.Forward, local func() (*session.Record, error)) (*session.Record, error) {
 	v := s.mem.waitPlacement(ctx, s.cfg.ReplicationTimeout)
 	holders := s.holders(f.ID, v.ready)
-	selfReady := s.mem.selfState() == stateReady
+	selfReady := s.servable()
 	if f.Hops > 0 && selfReady && slices.Contains(holders, s.self) {
 		// Forwarded to us by a node that takes us for a holder: we are one.
 		return local()
@@ -176,7 +182,7 @@ func (s *Store) forward(ctx context.Context, peer, addr string, f *wire.Forward)
 
 // serveForward runs a forwarded call as if it had arrived here, one hop on.
 func (s *Store) serveForward(ctx context.Context, f *wire.Forward) *wire.ForwardReply {
-	if s.mem.selfState() != stateReady {
+	if !s.servable() {
 		return &wire.ForwardReply{Status: wire.StatusNotReady}
 	}
 	d := deltaFromWire(&f.Delta)

@@ -109,9 +109,13 @@ type membership struct {
 	mu      sync.Mutex
 	members map[string]*member
 	hellos  map[string]hello // joiners that announced themselves before gossip did
-	state   memberState
-	epoch   uint64
-	recent  []replaced // views replaced within the last TransitionWindow, oldest first
+	// returned lists members that came back from dead without restarting
+	// (still "ready": a paused process, a healed partition). Their copies
+	// may be stale, so every holder pushes them its state (see syncPass).
+	returned map[string]time.Time
+	state    memberState
+	epoch    uint64
+	recent   []replaced // views replaced within the last TransitionWindow, oldest first
 
 	cur     atomic.Pointer[view]
 	changed chan struct{} // signalled (non-blocking) when the view changes
@@ -240,13 +244,14 @@ func (d *mlDelegate) NotifyLeave(n *memberlist.Node)  { d.m.observe(n, false) }
 
 func newMembership(s *Store) *membership {
 	m := &membership{
-		s:       s,
-		self:    s.cfg.NodeID,
-		members: make(map[string]*member),
-		hellos:  make(map[string]hello),
-		state:   stateJoining,
-		changed: make(chan struct{}, 1),
-		next:    make(chan struct{}),
+		s:        s,
+		self:     s.cfg.NodeID,
+		members:  make(map[string]*member),
+		hellos:   make(map[string]hello),
+		returned: make(map[string]time.Time),
+		state:    stateJoining,
+		changed:  make(chan struct{}, 1),
+		next:     make(chan struct{}),
 	}
 	m.cur.Store(&view{peers: map[string]string{}, at: s.cfg.Now()})
 	return m
@@ -270,6 +275,10 @@ func (m *membership) observe(n *memberlist.Node, alive bool) {
 		m.members[n.Name] = mem
 	}
 	if mem.alive != alive {
+		if alive && !mem.since.IsZero() && err == nil && md.state == stateReady {
+			m.returned[n.Name] = m.s.cfg.Now()
+			m.s.log.Info("member came back without restarting; sending it our state", "member", n.Name)
+		}
 		mem.since = m.s.cfg.Now()
 		if alive {
 			m.s.log.Info("member up", "member", n.Name, "addr", n.Address(), "state", md.state)
@@ -526,4 +535,27 @@ func (m *membership) list() []Member {
 		return 0
 	})
 	return out
+}
+
+// returnedMembers lists the members still owed a resync push.
+func (m *membership) returnedMembers() map[string]time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.returned) == 0 {
+		return nil
+	}
+	out := make(map[string]time.Time, len(m.returned))
+	for k, v := range m.returned {
+		out[k] = v
+	}
+	return out
+}
+
+// resynced clears name's debt if it was incurred at or before at.
+func (m *membership) resynced(name string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.returned[name]; ok && !t.After(at) {
+		delete(m.returned, name)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/roamsession/roam/placement"
 	"github.com/roamsession/roam/session"
 )
 
@@ -296,3 +297,41 @@ func freePort(t *testing.T, host string) string {
 }
 
 var _ = context.Background
+
+// A primary cut off long enough to be declared dead comes back holding a
+// live copy of a session that was logged out at the backup meanwhile: the
+// holders send the returning member their state, and the logout wins.
+func TestLogoutWhilePrimaryWasCutOffStaysLoggedOut(t *testing.T) {
+	f := newNetFilter()
+	c := newTCluster(t, ModeBackup, 3, func(cfg *Config) { cfg.hooks = f.hooks(hostPart(cfg.Bind), nil) })
+	ctx := ctxT(t)
+	id := session.NewID()
+	if err := c.node("n1").Apply(ctx, id, newDelta("user", "dave")); err != nil {
+		t.Fatal(err)
+	}
+	primary := placement.Primary(id, c.ids())
+	f.partition([]string{hostOf(primary)}, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"})
+	var others []string
+	for _, n := range c.ids() {
+		if n != primary {
+			others = append(others, n)
+		}
+	}
+	waitFor(t, 15*time.Second, "the others to declare the primary dead", func() bool {
+		return slices.Equal(c.readySet(others[0]), others) && slices.Equal(c.readySet(others[1]), others)
+	})
+	if err := c.node(others[0]).Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * c.node(others[0]).cfg.SyncInterval)
+	f.heal()
+	c.waitMembers()
+	waitFor(t, 5*time.Second, "the logged-out session refused on every node", func() bool {
+		for _, n := range c.ids() {
+			if _, err := c.node(n).Load(ctx, id); !errors.Is(err, session.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -565,3 +565,50 @@ func TestProcessFrozenNodeIsNotDeclaredDead(t *testing.T) {
 		t.Fatalf("a 1 s SIGSTOP got n2 declared dead: %s", d)
 	}
 }
+
+// The primary is frozen (SIGSTOP) long enough to be declared dead, the
+// user logs out at the backup that took over, and the primary is thawed
+// holding its old, live copy: it notices its pause, leaves placement and
+// re-syncs before serving, so the logout wins on every node.
+func TestProcessLogoutWhilePrimaryFrozenStaysLoggedOut(t *testing.T) {
+	c := newPCluster(t, "backup", 3)
+	users := c.login(20)
+	all := []string{"n1", "n2", "n3"}
+	primary := placement.Primary(users[0].cookie, all)
+	p := c.nodes[primary].p
+	if err := p.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.live[primary] = false
+	c.mu.Unlock()
+	c.waitMembers()
+	survivor := c.liveIDs()[0]
+	for _, u := range users {
+		if placement.Primary(u.cookie, all) != primary {
+			continue
+		}
+		if code, _, err := call("POST", c.base(survivor)+"/logout", u.cookie, nil); err != nil || code != 200 {
+			t.Fatalf("logout at %s: HTTP %d %v", survivor, code, err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	if err := p.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.live[primary] = true
+	c.mu.Unlock()
+	for _, u := range users {
+		if placement.Primary(u.cookie, all) != primary {
+			continue
+		}
+		// At once, before anything has settled, and on every node.
+		for _, id := range all {
+			if code, body, _ := call("GET", c.base(id)+"/api/me", u.cookie, nil); code != http.StatusUnauthorized {
+				t.Fatalf("logged out while the primary %s was frozen; after the thaw, via %s: HTTP %d %v, want 401", primary, id, code, body)
+			}
+		}
+	}
+	c.waitMembers()
+}

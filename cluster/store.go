@@ -80,6 +80,12 @@ type Store struct {
 
 	scatterMu sync.Mutex // guards the results of one scatter call's goroutines
 
+	// pause detection: lastTick is when pauseWatch last ran, as time since
+	// started (monotonic); resyncing guards the one re-sync at a time.
+	started   time.Time
+	lastTick  atomic.Int64
+	resyncing atomic.Bool
+
 	rejoinMu sync.Mutex
 	rejoined map[string]time.Time // rate limit of joins triggered by peers memberlist thinks dead
 }
@@ -147,10 +153,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Async {
 		s.async = newAsyncSender(s)
 	}
-	s.wg.Add(3)
+	s.started = time.Now()
+	s.lastTick.Store(0)
+	s.wg.Add(4)
 	go s.startup()
 	go s.syncLoop()
 	go s.rejoinLoop()
+	go s.pauseWatch()
 	s.log.Info("cluster node started", "mode", cfg.Mode, "gossip", s.gossipAddr, "peer", s.peerAddr, "seeds", cfg.Seeds, "sync", !cfg.Async, "authenticated", len(cfg.Secret) > 0)
 	return s, nil
 }
@@ -411,3 +420,58 @@ func (s *Store) rejoinLoop() {
 
 // fingerprint is a log-safe tag for a session id.
 func fingerprint(id string) string { return session.Fingerprint(id) }
+
+// pauseTick is how often pauseWatch runs.
+const pauseTick = 100 * time.Millisecond
+
+// pauseLimit is the longest this process may have stood still (a GC pause,
+// SIGSTOP, a VM migration) without its peers possibly having declared it
+// dead: their suspicion timeout. After a longer pause the node may hold
+// stale copies (a session logged out at the backup that took over), so it
+// must not serve them.
+func (s *Store) pauseLimit() time.Duration {
+	return time.Duration(s.cfg.SuspicionMult) * s.cfg.ProbeInterval
+}
+
+// paused reports whether pauseWatch has not run for longer than
+// pauseLimit: this process was frozen and has not checked yet. Calls that
+// see it treat the node as not ready.
+func (s *Store) paused() bool {
+	return time.Since(s.started)-time.Duration(s.lastTick.Load()) > s.pauseLimit()
+}
+
+// pauseWatch notices when the process did not run for longer than
+// pauseLimit and then re-syncs: the node leaves placement (joining),
+// pulls its share again from the ready members (merging brings it every
+// tombstone and newer write it missed) and comes back.
+func (s *Store) pauseWatch() {
+	defer s.wg.Done()
+	t := time.NewTicker(pauseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Since(s.started)
+		gap := now - time.Duration(s.lastTick.Swap(int64(now)))
+		if gap <= s.pauseLimit() || s.mem.selfState() != stateReady || !s.resyncing.CompareAndSwap(false, true) {
+			continue
+		}
+		s.log.Warn("process was paused longer than peers wait before declaring a node dead; re-syncing before serving again", "pause", gap)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.resyncing.Store(false)
+			s.mem.setState(stateJoining)
+			s.ready.Store(false)
+			if err := s.transferIn(s.bg); err != nil || s.leaving.Load() {
+				return
+			}
+			s.mem.setState(stateReady)
+			s.ready.Store(true)
+			s.log.Info("re-synced after a pause")
+		}()
+	}
+}

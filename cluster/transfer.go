@@ -280,6 +280,7 @@ func (s *Store) syncPass(ctx context.Context) int {
 	counts := map[string]int{}
 	pushes := map[string][]pending{} // target → entries
 	var drops []pending
+	returned := s.mem.returnedMembers()
 	countRoles := v.epoch != s.countedEpoch || s.passes%10 == 0
 	s.passes++
 	s.countedEpoch = v.epoch
@@ -290,7 +291,7 @@ func (s *Store) syncPass(ctx context.Context) int {
 		if countRoles {
 			counts[s.role(e, v)]++
 		}
-		if !leaving && e.syncedEpoch == v.epoch {
+		if !leaving && e.syncedEpoch == v.epoch && returned == nil {
 			return
 		}
 		// A tombstone is placed like the session it ends: its holders keep
@@ -316,6 +317,16 @@ func (s *Store) syncPass(ctx context.Context) int {
 				}
 			}
 		}
+		// A member back from the dead may hold stale copies (a live one of
+		// a session logged out meanwhile): every holder sends it its state,
+		// whatever it believed that member had.
+		for r := range returned {
+			if slices.Contains(targets, r) && !(pusher && !slices.Contains(e.replicated, r)) {
+				e.replicated = slices.DeleteFunc(e.replicated, func(n string) bool { return n == r })
+				pushes[r] = append(pushes[r], pending{e.id, e.version})
+				missing++
+			}
+		}
 		if !holder && s.cfg.Mode == ModeBackup {
 			// Not ours any more: forget it once every holder has it (and
 			// no stale-view forward has written it here for a moment). It
@@ -336,10 +347,18 @@ func (s *Store) syncPass(ctx context.Context) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	failed := 0
+	for r, at := range returned {
+		if _, ok := pushes[r]; !ok {
+			s.mem.resynced(r, at) // nothing of ours is theirs
+		}
+	}
 	for t, list := range pushes {
 		addr := v.peers[t]
 		wg.Go(func() {
 			n := s.pushTo(ctx, t, addr, list)
+			if at, ok := returned[t]; ok && n == 0 {
+				s.mem.resynced(t, at)
+			}
 			mu.Lock()
 			failed += n
 			mu.Unlock()
