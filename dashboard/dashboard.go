@@ -182,7 +182,7 @@ func New(cfg Config) (*Dashboard, error) {
 // elsewhere cannot kill nodes through the visitor's browser. They answer
 // JSON, or 303 back to the page for a plain HTML form. That check compares
 // Origin with Host, which a DNS-rebinding page makes agree: serve the
-// listener behind RequireLocalHost too.
+// listener behind adminhost.RequireLocalHost too.
 func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", d.servePage)
 	mux.Handle("GET /static/", d.static)

@@ -78,6 +78,12 @@ type Config struct {
 	// Admin is the admin API address (/api/nodes, /metrics, /healthz).
 	// Default 127.0.0.1:8081; it is meant to stay on loopback.
 	Admin string `yaml:"admin"`
+	// AdminHosts are extra names the admin listener answers to (a Service
+	// DNS name in Kubernetes, say). It always answers to localhost, loopback
+	// addresses and the address a connection arrived on; a request with any
+	// other Host gets 421, which stops DNS-rebinding pages in a browser on
+	// the same machine from driving the admin API.
+	AdminHosts []string `yaml:"admin_hosts"`
 	// Policy names the balancing policy: round_robin, least_conn,
 	// random_two, ip_hash, cookie (default), hash_cookie or owner.
 	Policy string `yaml:"policy"`

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roamsession/roam/internal/adminhost"
 )
 
 // Errors the runtime API returns.
@@ -265,7 +267,8 @@ func (l *LB) Serve(ctx context.Context, ln, admin net.Listener) error {
 	}
 	var asrv *http.Server
 	if admin != nil {
-		asrv = &http.Server{Handler: l.admin, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
+		hosts := append([]string{admin.Addr().String(), cfg.Admin}, cfg.AdminHosts...)
+		asrv = &http.Server{Handler: adminhost.RequireLocalHost(l.admin, hosts...), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
 		go func() { errc <- asrv.Serve(admin) }()
 	}
 	l.log.Info("balancer serving", "listen", ln.Addr().String(), "policy", cfg.Policy, "backends", len(l.rt.Load().all))

@@ -476,3 +476,39 @@ func TestTLSTermination(t *testing.T) {
 	}
 	_ = os.Remove
 }
+
+// TestAdminRefusesForeignHosts is DNS rebinding: a page whose own name now
+// points at the admin listener sends Host and Origin of that name, which a
+// cross-origin check alone lets through. The admin listener answers 421 and
+// the backend stays up; localhost and configured admin_hosts still work.
+func TestAdminRefusesForeignHosts(t *testing.T) {
+	_, cfgs := threeInproc(t)
+	cfg := testConfig("round_robin", cfgs...)
+	cfg.AdminHosts = []string{"roam-lb.internal"}
+	tl := startLB(t, cfg)
+	post := func(host string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, tl.admin+"/api/nodes/a/drain", nil)
+		req.Host = host
+		req.Header.Set("Origin", "http://"+host)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("evil.example:8081"); code != http.StatusMisdirectedRequest {
+		t.Fatalf("drain with a foreign Host: %d, want 421", code)
+	}
+	if s := tl.state("a"); s != "up" {
+		t.Fatalf("backend a after a refused drain: %s, want up", s)
+	}
+	if code := post("roam-lb.internal:8081"); code != http.StatusOK {
+		t.Fatalf("drain with a configured admin host: %d, want 200", code)
+	}
+	if code := post("localhost"); code != http.StatusOK {
+		t.Fatalf("drain via localhost: %d, want 200", code)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roamsession/roam/dashboard"
+	"github.com/roamsession/roam/internal/adminhost"
 	"github.com/roamsession/roam/internal/launch"
 	"github.com/roamsession/roam/lb"
 )
@@ -249,14 +250,14 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) error 
 
 // newDemoAdminServer returns the server for the admin listener aln: the
 // balancer's admin mux, which carries the dashboard and the kill, start
-// and add routes, behind dashboard.RequireLocalHost. Those routes refuse
+// and add routes, behind adminhost.RequireLocalHost. Those routes refuse
 // cross-origin requests, but a DNS-rebinding page is same-origin as far
 // as Origin and Host can tell; only the Host header gives it away. The
 // demo serves the mux itself because lb.Serve serves it with no way to
 // wrap it.
 func newDemoAdminServer(bal *lb.LB, aln net.Listener, configured string, logger *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           dashboard.RequireLocalHost(bal.AdminHandler(), aln.Addr().String(), configured),
+		Handler:           adminhost.RequireLocalHost(bal.AdminHandler(), aln.Addr().String(), configured),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),

@@ -1,4 +1,7 @@
-package dashboard
+// Package adminhost guards admin listeners against DNS rebinding: it lets a
+// request through only when its Host names the listener as a local client
+// reaches it. The balancer and the demo wrap their admin listeners in it.
+package adminhost
 
 import (
 	"net"
@@ -22,8 +25,7 @@ const misdirected = "misdirected request: this admin listener answers only to lo
 // This stops DNS rebinding. A page on evil.example that re-points its own
 // name at 127.0.0.1 reaches a loopback listener from the visitor's browser
 // with Host: evil.example:PORT and an Origin of http://evil.example:PORT;
-// Origin and Host agree, so http.CrossOriginProtection (which Register
-// puts on the POST routes) lets it through. The Host is the one thing the
+// Origin and Host agree, so http.CrossOriginProtection lets it through. The Host is the one thing the
 // page cannot choose, so wrap the whole admin listener in this, reads as
 // well as actions.
 func RequireLocalHost(next http.Handler, addrs ...string) http.Handler {
