@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/session"
 )
 
 // VerifyDead presents logged-out session ids to every node directly (not
@@ -49,10 +50,10 @@ func (c *Cluster) VerifyDead(ctx context.Context, dead []DeadCookie, limit int) 
 			})
 			switch {
 			case err != nil:
-				bad = append(bad, fmt.Sprintf("%s: %s's logged-out id %s…: no verdict: %v", n.ID, d.User, d.ID[:8], err))
+				bad = append(bad, fmt.Sprintf("%s: %s's logged-out id %s… (session %s in the logs): no verdict: %v", n.ID, d.User, d.ID[:8], session.Fingerprint(d.ID), err))
 			case status == http.StatusOK:
-				bad = append(bad, fmt.Sprintf("%s (answered by %s): %s's id %s…, logged out at %v, works again",
-					n.ID, node, d.User, d.ID[:8], d.At.Round(time.Millisecond)))
+				bad = append(bad, fmt.Sprintf("%s (answered by %s): %s's id %s… (session %s in the logs), logged out at %v, works again",
+					n.ID, node, d.User, d.ID[:8], session.Fingerprint(d.ID), d.At.Round(time.Millisecond)))
 			}
 		}
 	}

@@ -26,6 +26,9 @@ const (
 	envStrategies = "ROAM_CHAOS_STRATEGIES"
 	// envDuration overrides how long the faults go on, per strategy.
 	envDuration = "ROAM_CHAOS_DURATION"
+	// envFaults narrows the fault kinds of a schedule (kill,freeze,…), to
+	// chase one kind of failure.
+	envFaults = "ROAM_CHAOS_FAULTS"
 	// envLogDir keeps the nodes' logs there instead of in a temporary
 	// directory removed after a passing test.
 	envLogDir = "ROAM_CHAOS_LOGDIR"

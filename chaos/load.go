@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/bench"
+	"github.com/roamsession/roam/session"
 )
 
 // sessionCookie is the demo app's session cookie (session.DefaultCookieName).
@@ -598,6 +599,6 @@ func (u *vuser) probe() {
 		var got apiAnswer
 		_ = json.Unmarshal(a.body, &got)
 		u.l.violate(Violation{Kind: ViolationResurrected, User: u.name, At: a.at, Node: a.node,
-			Detail: fmt.Sprintf("logged-out session %s… answered for %q", id[:8], got.User)})
+			Detail: fmt.Sprintf("logged-out session %s… (%s in the logs) answered for %q", id[:8], session.Fingerprint(id), got.User)})
 	}
 }
