@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,4 +245,24 @@ func sessionsOwnedBy(b *testing.B, c *tcluster, node string, n int) []string {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// BenchmarkApplyParallel drives writes from many goroutines at one
+// primary of a 3-node sync backup cluster: the CPU cost of replication
+// under load (run with -cpuprofile to see where it goes).
+func BenchmarkApplyParallel(b *testing.B) {
+	c := startBench(b, ModeBackup, 3, true)
+	s := c.node("n1")
+	ids := sessionsOwnedBy(b, c, "n1", 1024)
+	var n atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if err := s.Apply(context.Background(), ids[i%int64(len(ids))], setDelta("counter", strconv.FormatInt(i, 10))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

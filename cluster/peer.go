@@ -330,6 +330,10 @@ func (ps *peerServer) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	s.noticePeer(r.Header.Get(headerNode))
 	out := &frameWriter{w: w, s: s}
+	switch r.PathValue("op") {
+	case pathPull, pathQuery:
+		out.stream = true // flush each frame so a long answer flows
+	}
 	w.Header().Set("Content-Type", "application/x-roam-frame")
 	ctx := r.Context()
 	var herr error
@@ -389,12 +393,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// frameWriter writes answer frames, flushing each so streams flow.
+// frameWriter writes answer frames.
 type frameWriter struct {
-	w   http.ResponseWriter
-	s   *Store
-	buf []byte
-	err error
+	w      http.ResponseWriter
+	s      *Store
+	buf    []byte
+	err    error
+	stream bool
 }
 
 func (f *frameWriter) send(m wire.Message) error {
@@ -404,7 +409,9 @@ func (f *frameWriter) send(m wire.Message) error {
 	f.buf = wire.Append(f.buf[:0], m)
 	_, f.err = f.w.Write(f.buf)
 	f.s.metrics.bytesSent.Add(float64(len(f.buf)))
-	if fl, ok := f.w.(http.Flusher); ok && f.err == nil {
+	// A single answer goes out with the end of the handler, in one write
+	// with the end of the stream; only streams flush as they go.
+	if fl, ok := f.w.(http.Flusher); ok && f.err == nil && f.stream {
 		fl.Flush()
 	}
 	return f.err
