@@ -131,8 +131,8 @@ func TestStickyKillLogsOutTheKilledNodesUsers(t *testing.T) {
 	for u, recs := range r.Records() {
 		v := Judge(recs)
 		// home is the node that last kept the user's session in an answer
-		// that came back before the kill began; "after" is every request
-		// sent once it began.
+		// that came back before the kill began; "after" is every answer
+		// that came back once it had begun.
 		home, loggedOutAfter, loggedOutBefore, askedAfter := "", false, false, false
 		for i, rec := range recs {
 			switch {
@@ -141,7 +141,7 @@ func TestStickyKillLogsOutTheKilledNodesUsers(t *testing.T) {
 					home = rec.Node
 				}
 				loggedOutBefore = loggedOutBefore || v.Outcomes[i] == LoggedOut
-			case rec.At >= began:
+			default: // answered once the kill had begun
 				askedAfter = askedAfter || rec.Kind != KindLogin
 				loggedOutAfter = loggedOutAfter || v.Outcomes[i] == LoggedOut
 			}
