@@ -38,8 +38,10 @@
 //
 // The tests print the seed; ROAM_CHAOS_SEED=N replays its schedule (the
 // timing of a real cluster does not replay exactly, the faults do). Plain
-// `go test` runs a short version (about half a minute); ROAM_CHAOS=long,
-// which `make chaos` sets, runs the long one for every strategy in
-// ROAM_CHAOS_STRATEGIES (default all, backup, redis-sentinel). -short skips
-// the package.
+// `go test` runs a short version (about half a minute: backup, kills and
+// freezes); ROAM_CHAOS=long, which `make chaos` sets, runs the long one,
+// partitions included, for every strategy in ROAM_CHAOS_STRATEGIES (default
+// all, backup, redis-sentinel), ROAM_CHAOS_DURATION of faults each (40s).
+// ROAM_CHAOS_FAULTS=kill,freeze narrows a schedule to some kinds. -short
+// skips the package.
 package chaos
