@@ -3,57 +3,19 @@ package bench
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/roamsession/roam/internal/launch"
+	"github.com/roamsession/roam/internal/testbin"
 )
 
 // The end-to-end tests run real roam node processes behind a real
-// balancer. The roam binary is built once, by the first test that needs
-// it, so the unit tests do not pay for the build.
-var (
-	buildOnce sync.Once
-	buildDir  string
-	roamBin   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-func roamBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "roam-bench-test-")
-		if buildErr != nil {
-			return
-		}
-		roamBin = filepath.Join(buildDir, "roam")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", roamBin, "github.com/roamsession/roam/cmd/roam").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build roam: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return roamBin
-}
+// balancer, from the binary internal/testbin builds (or $ROAM_BINARY).
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 type testLogWriter struct{ t *testing.T }
 
@@ -70,7 +32,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 func runBench(t *testing.T, opts Options) *Result {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts.Launcher = ProcessLauncher{Binary: roamBinary(t), Logger: log}
+	opts.Launcher = ProcessLauncher{Binary: testbin.Roam(t), Logger: log}
 	opts.Logger = log
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Duration+60*time.Second)
 	defer cancel()
