@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,6 +106,14 @@ func Open(ctx context.Context, spec string, env Env) (*Opened, error) {
 func Redact(spec string) string {
 	scheme, rest, ok := strings.Cut(spec, "://")
 	if !ok {
+		// A mistyped spec ("redis:/u:pw@h", "//u:pw@h") has no "://" but may
+		// still hold a password, and its error message quotes it.
+		if u, err := url.Parse(spec); err == nil && u.User != nil {
+			if _, hasPass := u.User.Password(); hasPass {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+				return u.String()
+			}
+		}
 		return spec
 	}
 	at := strings.LastIndex(rest, "@")
