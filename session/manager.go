@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -158,6 +159,16 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 	}
 	if c.Insecure && c.Partitioned {
 		return nil, errors.New("session: Options.Cookie: Partitioned requires Secure, but Insecure is set")
+	}
+	// Browsers silently drop cookies whose prefix promises what the
+	// attributes do not deliver, so users could never log in: refuse them.
+	if strings.HasPrefix(c.Name, "__Secure-") || strings.HasPrefix(c.Name, "__Host-") {
+		if c.Insecure {
+			return nil, fmt.Errorf("session: Options.Cookie.Name %q requires Secure, but Insecure is set", c.Name)
+		}
+	}
+	if strings.HasPrefix(c.Name, "__Host-") && (c.Domain != "" || c.Path != "/") {
+		return nil, fmt.Errorf("session: Options.Cookie.Name %q requires Path=/ and no Domain", c.Name)
 	}
 	if opts.Header != "" && !validToken(opts.Header) {
 		return nil, fmt.Errorf("session: Options.Header %q is not a valid header name", opts.Header)

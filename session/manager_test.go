@@ -521,10 +521,22 @@ func TestNewManagerRejectsBadOptions(t *testing.T) {
 		{MaxSize: -1},
 		{IdleTimeout: -time.Second},
 		{Header: "X Bad\r\nHeader"},
+		{Cookie: session.CookieOptions{Name: "__Host-sid", Insecure: true}},
+		{Cookie: session.CookieOptions{Name: "__Host-sid", Domain: "example.com"}},
+		{Cookie: session.CookieOptions{Name: "__Host-sid", Path: "/app"}},
+		{Cookie: session.CookieOptions{Name: "__Secure-sid", Insecure: true}},
 		{Header: "X-Token:"},
 	} {
 		if _, err := session.NewManager(st, o); err == nil {
 			t.Errorf("NewManager(%+v) accepted invalid options", o)
+		}
+	}
+	for _, o := range []session.Options{
+		{Cookie: session.CookieOptions{Name: "__Host-sid"}},
+		{Cookie: session.CookieOptions{Name: "__Secure-sid", Domain: "example.com", Path: "/app"}},
+	} {
+		if _, err := session.NewManager(st, o); err != nil {
+			t.Errorf("NewManager(%+v) refused valid prefixed cookie options: %v", o, err)
 		}
 	}
 	if _, err := session.NewManager(nil, session.Options{}); err == nil {
