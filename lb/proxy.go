@@ -84,6 +84,13 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, http.StatusRequestEntityTooLarge, "body_too_large")
 		return
 	}
+	// net/http accepts an absolute target without "//" ("POST mailto:x")
+	// as an opaque URL, which its Transport would forward mangled. No
+	// backend of a web app wants one: answer it here.
+	if r.URL.Opaque != "" || (r.URL.Path != "" && r.URL.Path[0] != '/' && !(r.Method == http.MethodOptions && r.URL.Path == "*")) {
+		l.fail(w, http.StatusBadRequest, "bad_target")
+		return
+	}
 	peer, trusted := rt.peer(r)
 	rs.clientIP = peer
 	if trusted {

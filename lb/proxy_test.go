@@ -512,3 +512,33 @@ func TestAdminRefusesForeignHosts(t *testing.T) {
 		t.Fatalf("drain via localhost: %d, want 200", code)
 	}
 }
+
+// TestOpaqueRequestTargetIsRefused: net/http parses "POST mailto:x" as an
+// opaque URL and its Transport would forward it mangled ("POST x"); the
+// balancer answers 400 itself and no backend sees it.
+func TestOpaqueRequestTargetIsRefused(t *testing.T) {
+	b := startInproc(t, "a")
+	tl := startLB(t, testConfig("round_robin", bc("a", b.url())))
+	// ("x" alone never reaches the handler: net/http refuses it.)
+	for _, target := range []string{"mailto:x", "A:0", "x"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(tl.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("target %q: %v", target, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Roam-Node") != "" {
+			t.Errorf("target %q: status %d (node %q), want 400 from the balancer", target, resp.StatusCode, resp.Header.Get("X-Roam-Node"))
+		}
+	}
+	if m := scrape(t, tl); !strings.Contains(m, `roam_lb_proxy_errors_total{kind="bad_target"} 2`) {
+		t.Errorf("the balancer did not answer both opaque targets itself (no bad_target errors counted)")
+	}
+}
