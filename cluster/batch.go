@@ -73,6 +73,9 @@ func (b *batcher) send(ctx context.Context, addr string, w wire.Write) (wire.Res
 		return r.res, r.err
 	case <-ctx.Done():
 		return wire.Result{}, &callError{peer: addr, op: pathWrites, timeout: true, err: ctx.Err()}
+	case <-b.s.bg.Done():
+		// The store stopped; its senders are gone and will not answer.
+		return wire.Result{}, ErrClosed
 	}
 }
 

@@ -83,12 +83,17 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // routing: in ModeAll once the node is ready. A joining node in ModeAll
 // forwards to a ready member, since its copy is not complete yet.
 func (s *Store) localOnly() bool {
-	return s.cfg.Mode == ModeAll && s.servable()
+	return s.cfg.Mode == ModeAll && s.servable(context.Background())
 }
 
 // servable reports whether this node may serve calls from its own copy:
-// it is in placement and has not just come back from a long pause.
-func (s *Store) servable() bool {
+// it is in placement and, if it has just woken from a long pause, the
+// check found it was not declared dead meanwhile.
+func (s *Store) servable(ctx context.Context) bool {
+	if s.mem.selfState() != stateReady {
+		return false
+	}
+	s.pauseWait(ctx)
 	return s.mem.selfState() == stateReady && !s.paused()
 }
 
@@ -101,7 +106,7 @@ func (s *Store) servable() bool {
 func (s *Store) route(ctx context.Context, f *wire.Forward, local func() (*session.Record, error)) (*session.Record, error) {
 	v := s.mem.waitPlacement(ctx, s.cfg.ReplicationTimeout)
 	holders := s.holders(f.ID, v.ready)
-	selfReady := s.servable()
+	selfReady := s.servable(ctx)
 	if f.Hops > 0 && selfReady && slices.Contains(holders, s.self) {
 		// Forwarded to us by a node that takes us for a holder: we are one.
 		return local()
@@ -182,7 +187,7 @@ func (s *Store) forward(ctx context.Context, peer, addr string, f *wire.Forward)
 
 // serveForward runs a forwarded call as if it had arrived here, one hop on.
 func (s *Store) serveForward(ctx context.Context, f *wire.Forward) *wire.ForwardReply {
-	if !s.servable() {
+	if !s.servable(ctx) {
 		return &wire.ForwardReply{Status: wire.StatusNotReady}
 	}
 	d := deltaFromWire(&f.Delta)

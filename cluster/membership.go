@@ -86,8 +86,9 @@ type member struct {
 	name   string
 	gossip string // host:port
 	meta
-	alive bool
-	since time.Time // when alive last changed
+	alive  bool
+	since  time.Time // when alive last changed
+	downAt time.Time // when it was last marked dead or left
 }
 
 // view is one immutable snapshot of the membership, shared by every
@@ -280,6 +281,9 @@ func (m *membership) observe(n *memberlist.Node, alive bool) {
 			m.s.log.Info("member came back without restarting; sending it our state", "member", n.Name)
 		}
 		mem.since = m.s.cfg.Now()
+		if !alive {
+			mem.downAt = mem.since
+		}
 		if alive {
 			m.s.log.Info("member up", "member", n.Name, "addr", n.Address(), "state", md.state)
 		} else {
@@ -558,4 +562,12 @@ func (m *membership) resynced(name string, at time.Time) {
 	if t, ok := m.returned[name]; ok && !t.After(at) {
 		delete(m.returned, name)
 	}
+}
+
+// sawDown reports whether name was marked dead (or left) at or after t.
+func (m *membership) sawDown(name string, t time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mem := m.members[name]
+	return mem != nil && !mem.downAt.IsZero() && !mem.downAt.Before(t)
 }

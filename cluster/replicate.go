@@ -33,7 +33,10 @@ func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag 
 	}
 	start := time.Now()
 	defer func() { s.metrics.replication.Observe(time.Since(start).Seconds()) }()
-	ctx = context.WithoutCancel(ctx) // a write half-replicated because the client left helps nobody
+	// A write half-replicated because the client left helps nobody, so the
+	// caller's cancellation is ignored; the replication has its own bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.cfg.ReplicationTimeout)
+	defer cancel()
 	if len(targets) == 1 {
 		err := s.sendWrite(ctx, targets[0], v.peers[targets[0]], w)
 		if err == nil || errors.Is(err, errDead) {

@@ -81,10 +81,11 @@ type Store struct {
 	scatterMu sync.Mutex // guards the results of one scatter call's goroutines
 
 	// pause detection: lastTick is when pauseWatch last ran, as time since
-	// started (monotonic); resyncing guards the one re-sync at a time.
+	// started (monotonic).
 	started   time.Time
 	lastTick  atomic.Int64
-	resyncing atomic.Bool
+	pauseMu   sync.Mutex
+	pauseDone chan struct{} // closed when the running pause check is done; nil when none runs
 
 	rejoinMu sync.Mutex
 	rejoined map[string]time.Time // rate limit of joins triggered by peers memberlist thinks dead
@@ -434,16 +435,14 @@ func (s *Store) pauseLimit() time.Duration {
 }
 
 // paused reports whether pauseWatch has not run for longer than
-// pauseLimit: this process was frozen and has not checked yet. Calls that
-// see it treat the node as not ready.
+// pauseLimit: this process was frozen and has not checked yet.
 func (s *Store) paused() bool {
 	return time.Since(s.started)-time.Duration(s.lastTick.Load()) > s.pauseLimit()
 }
 
 // pauseWatch notices when the process did not run for longer than
-// pauseLimit and then re-syncs: the node leaves placement (joining),
-// pulls its share again from the ready members (merging brings it every
-// tombstone and newer write it missed) and comes back.
+// pauseLimit and checks whether it was declared dead meanwhile (see
+// checkPause).
 func (s *Store) pauseWatch() {
 	defer s.wg.Done()
 	t := time.NewTicker(pauseTick)
@@ -455,23 +454,107 @@ func (s *Store) pauseWatch() {
 		case <-t.C:
 		}
 		now := time.Since(s.started)
-		gap := now - time.Duration(s.lastTick.Swap(int64(now)))
-		if gap <= s.pauseLimit() || s.mem.selfState() != stateReady || !s.resyncing.CompareAndSwap(false, true) {
+		gap := now - time.Duration(s.lastTick.Load())
+		if gap > s.pauseLimit() && s.mem.selfState() == stateReady {
+			s.checkPause(gap)
+			continue // the check moves lastTick on
+		}
+		s.lastTick.Store(int64(now))
+	}
+}
+
+// checkPause starts, unless one is running, the check after a pause of
+// gap: it asks the ready members whether they marked this node dead since
+// the pause began. If none did, nothing was missed and the node goes on
+// serving. If one did, a backup may have taken over and served writes and
+// logouts meanwhile, so this node's copies may be stale: it leaves
+// placement (joining), pulls its share again from the ready members (the
+// merge brings every tombstone and newer write) and comes back. Calls that
+// arrive meanwhile wait for the check (see servable).
+func (s *Store) checkPause(gap time.Duration) {
+	s.pauseMu.Lock()
+	if s.pauseDone != nil || s.bg.Err() != nil {
+		s.pauseMu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	s.pauseDone = done
+	s.pauseMu.Unlock()
+	since := time.Now().Add(-gap - time.Second) // a second of margin for clock skew
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		finish := func() {
+			s.lastTick.Store(int64(time.Since(s.started)))
+			s.pauseMu.Lock()
+			s.pauseDone = nil
+			s.pauseMu.Unlock()
+			close(done)
+		}
+		if !s.declaredDeadSince(since) {
+			finish()
+			return
+		}
+		s.log.Warn("process was paused and declared dead meanwhile; re-syncing before serving again", "pause", gap)
+		s.mem.setState(stateJoining)
+		s.ready.Store(false)
+		finish() // calls now see a joining node and forward
+		if err := s.transferIn(s.bg); err != nil || s.leaving.Load() {
+			return
+		}
+		s.mem.setState(stateReady)
+		s.ready.Store(true)
+		s.log.Info("re-synced after a pause")
+	}()
+}
+
+// declaredDeadSince asks every ready member whether it marked this node
+// dead at or after since. Members that do not answer say nothing.
+func (s *Store) declaredDeadSince(since time.Time) bool {
+	v := s.mem.view()
+	var wg sync.WaitGroup
+	var dead atomic.Bool
+	for _, m := range v.ready {
+		if m == s.self {
 			continue
 		}
-		s.log.Warn("process was paused longer than peers wait before declaring a node dead; re-syncing before serving again", "pause", gap)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.resyncing.Store(false)
-			s.mem.setState(stateJoining)
-			s.ready.Store(false)
-			if err := s.transferIn(s.bg); err != nil || s.leaving.Load() {
-				return
+		addr := v.peers[m]
+		wg.Go(func() {
+			var rep wire.HelloReply
+			err := s.pc.call(s.bg, addr, pathHello, &wire.Hello{Node: s.self, GossipAddr: s.gossipAddr, PeerAddr: s.peerAddr, Since: since.UnixNano()}, &rep)
+			if err == nil && rep.SawYouDown {
+				dead.Store(true)
 			}
-			s.mem.setState(stateReady)
-			s.ready.Store(true)
-			s.log.Info("re-synced after a pause")
-		}()
+		})
+	}
+	wg.Wait()
+	return dead.Load()
+}
+
+// pauseWait returns, when a pause check is running or due, once it is
+// done (or ctx ends, or it takes longer than twice the replication
+// timeout).
+func (s *Store) pauseWait(ctx context.Context) {
+	if !s.paused() {
+		s.pauseMu.Lock()
+		running := s.pauseDone != nil
+		s.pauseMu.Unlock()
+		if !running {
+			return
+		}
+	}
+	s.checkPause(time.Since(s.started) - time.Duration(s.lastTick.Load()))
+	s.pauseMu.Lock()
+	done := s.pauseDone
+	s.pauseMu.Unlock()
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(2 * s.cfg.ReplicationTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }

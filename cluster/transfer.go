@@ -181,6 +181,10 @@ func (s *Store) pull(ctx context.Context, member, addr string, since uint64) err
 
 // serveHello registers a joining node so writes reach it from now on.
 func (s *Store) serveHello(h *wire.Hello) *wire.HelloReply {
+	if h.Since != 0 {
+		// A pause check: only say whether we saw the sender go down.
+		return &wire.HelloReply{Node: s.self, SawYouDown: s.mem.sawDown(h.Node, time.Unix(0, h.Since)), Ready: s.mem.selfState() == stateReady}
+	}
 	sees := s.mem.registerHello(&helloMsg{node: h.Node, gossip: h.GossipAddr, peer: h.PeerAddr})
 	return &wire.HelloReply{Node: s.self, SeesYou: sees, Ready: s.mem.selfState() == stateReady}
 }

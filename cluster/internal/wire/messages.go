@@ -442,10 +442,15 @@ func (x *End) decodeFrom(d *dec) { x.Count = d.uvarint() }
 
 // Hello announces a node to a member before it pulls its state, so the
 // member sends it writes from then on even if gossip has not told it yet.
+//
+// A node that wakes from a long pause sends a Hello with Since (Unix
+// nanoseconds, when the pause began) to ask whether the member saw it go
+// down since then.
 type Hello struct {
 	Node       string
 	GossipAddr string
 	PeerAddr   string
+	Since      int64
 }
 
 func (*Hello) Type() Type { return TypeHello }
@@ -453,19 +458,23 @@ func (x *Hello) appendTo(e *enc) {
 	e.str(x.Node)
 	e.str(x.GossipAddr)
 	e.str(x.PeerAddr)
+	e.varint(x.Since)
 }
 func (x *Hello) decodeFrom(d *dec) {
 	x.Node = d.str(MaxString)
 	x.GossipAddr = d.str(MaxString)
 	x.PeerAddr = d.str(MaxString)
+	x.Since = d.varint()
 }
 
 // HelloReply answers a Hello. SeesYou reports whether the member's
-// membership lists the sender alive at its gossip address.
+// membership lists the sender alive at its gossip address; SawYouDown
+// whether it marked the sender dead at or after the Hello's Since.
 type HelloReply struct {
-	Node    string
-	SeesYou bool
-	Ready   bool
+	Node       string
+	SeesYou    bool
+	Ready      bool
+	SawYouDown bool
 }
 
 func (*HelloReply) Type() Type { return TypeHelloReply }
@@ -473,11 +482,13 @@ func (x *HelloReply) appendTo(e *enc) {
 	e.str(x.Node)
 	e.bool(x.SeesYou)
 	e.bool(x.Ready)
+	e.bool(x.SawYouDown)
 }
 func (x *HelloReply) decodeFrom(d *dec) {
 	x.Node = d.str(MaxString)
 	x.SeesYou = d.bool()
 	x.Ready = d.bool()
+	x.SawYouDown = d.bool()
 }
 
 // QueryKind selects what a Query asks.
