@@ -140,10 +140,10 @@ var ErrFaultUnsupported = errors.New("chaos: fault not supported here")
 
 // Inject applies f, holds it for f.Hold, undoes it (restarting a killed
 // node, thawing, healing), and returns once every node is ready again
-// (see WaitReady), bounded by recover. It returns the first error: a fault
+// (see WaitReady), all of it bounded by within. It returns the first error: a fault
 // that could not be applied or undone, or a cluster that did not recover.
 // store may be nil for strategies without an external store.
-func (c *Cluster) Inject(ctx context.Context, f Fault, store StoreFaults, recover time.Duration) error {
+func (c *Cluster) Inject(ctx context.Context, f Fault, store StoreFaults, within time.Duration) error {
 	if f.Kind.needsIsolation() && !c.Isolated() {
 		return fmt.Errorf("%w: %s needs isolated nodes", ErrFaultUnsupported, f.Kind)
 	}
@@ -160,7 +160,7 @@ func (c *Cluster) Inject(ctx context.Context, f Fault, store StoreFaults, recove
 			return nil
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, recover)
+	rctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var err error
 	switch f.Kind {
