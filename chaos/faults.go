@@ -139,10 +139,11 @@ type StoreFaults interface {
 var ErrFaultUnsupported = errors.New("chaos: fault not supported here")
 
 // Inject applies f, holds it for f.Hold, undoes it (restarting a killed
-// node, thawing, healing), and returns once every node is ready again
-// (see WaitReady), all of it bounded by within. It returns the first error: a fault
-// that could not be applied or undone, or a cluster that did not recover.
-// store may be nil for strategies without an external store.
+// node, thawing, healing), and returns once every node is ready again (see
+// WaitReady); the undoing and the wait for readiness end within after
+// the fault began. It returns the first error: a fault that could not be
+// applied or undone, or a cluster that did not recover in time. store may
+// be nil for strategies without an external store.
 func (c *Cluster) Inject(ctx context.Context, f Fault, store StoreFaults, within time.Duration) error {
 	if f.Kind.needsIsolation() && !c.Isolated() {
 		return fmt.Errorf("%w: %s needs isolated nodes", ErrFaultUnsupported, f.Kind)
