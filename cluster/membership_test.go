@@ -335,3 +335,33 @@ func TestLogoutWhilePrimaryWasCutOffStaysLoggedOut(t *testing.T) {
 		return true
 	})
 }
+
+// A pause that nobody acted on (the whole machine starved, a long GC the
+// peers did not notice) costs one check, not a re-sync: the node asks its
+// peers, learns they never marked it dead, and goes on serving.
+func TestPauseNobodyActedOnKeepsServing(t *testing.T) {
+	c := newTCluster(t, ModeBackup, 3, nil)
+	ctx := ctxT(t)
+	s := c.node("n1")
+	var id string
+	for {
+		id = session.NewID()
+		if placement.Primary(id, c.ids()) == "n1" {
+			break
+		}
+	}
+	if err := s.Apply(ctx, id, newDelta("user", "erin")); err != nil {
+		t.Fatal(err)
+	}
+	// Pretend the pause watch last ran 3 s ago.
+	s.lastTick.Store(int64(time.Since(s.started) - 3*time.Second))
+	if !s.paused() {
+		t.Fatal("paused() = false after a simulated 3 s pause")
+	}
+	if v := mustLoad(t, s, id, "user"); v != "erin" {
+		t.Fatalf("Load after the pause check: %q", v)
+	}
+	if s.paused() || s.mem.selfState() != stateReady || s.Ready() != nil {
+		t.Fatalf("after a pause nobody acted on: paused %v, state %v, Ready %v; want serving", s.paused(), s.mem.selfState(), s.Ready())
+	}
+}
