@@ -1,6 +1,6 @@
 package cluster
 
-// Benchmarks for docs/benchmarks-cluster.md. Run them on a quiet machine:
+// Benchmarks for docs/benchmarks.md (Cluster store). Run them on a quiet machine:
 //
 //	go test -run '^$' -bench . -benchtime 2000x ./cluster/
 //

@@ -19,7 +19,7 @@
 #               rss_mib, goroutines
 #   test.log    the run's log, ending with the invariant checks
 #   logs/       every node's output
-#   summary.txt the numbers docs/benchmarks-soak.md quotes
+#   summary.txt the numbers docs/benchmarks.md (Soak) quotes
 set -euo pipefail
 
 duration=${1:-30m}
