@@ -6,6 +6,7 @@
 #   make bench   every benchmark, once
 #   make fuzz    each Fuzz target for FUZZTIME
 #   make cover   tests with a coverage profile and its total
+#   make chaos   the long seeded chaos suite (see below)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -35,7 +36,7 @@ DEPS := \
 	wrk:wrk \
 	systemd-analyze:systemd
 
-.PHONY: all build deps vet test bench bench-peers fuzz cover
+.PHONY: all build deps vet test bench bench-peers fuzz cover chaos
 
 all: test
 
@@ -128,3 +129,30 @@ fuzz: deps
 cover: deps
 	$(GO) test -count=1 -covermode=atomic -coverprofile=$(COVERPROFILE) -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(GO) tool cover -func=$(COVERPROFILE) | tail -n 1
+
+# The long chaos suite (package chaos): for each seed in CHAOS_SEEDS, every
+# strategy in CHAOS_STRATEGIES under a seeded random schedule of SIGKILLs,
+# SIGSTOP/SIGCONT, network partitions (a network namespace per node: run as
+# root, or partitions are left out) and store crashes and hangs, against
+# three nodes under load, with the invariant checks of package chaos. A
+# failed run prints the command that replays its seed and keeps the node
+# logs. `make test` runs a short version. Known red: partitions in the
+# cluster modes (issue 9's closing note).
+CHAOS_SEEDS      ?= 1 2 3
+CHAOS_STRATEGIES ?= all,backup,redis-sentinel
+CHAOS_DURATION   ?= 40s
+
+chaos: deps
+	bindir=$$(mktemp -d "$${TMPDIR:-/tmp}/roam-make-chaos-XXXXXX"); \
+	trap 'rm -rf "$$bindir"' EXIT; \
+	$(GO) build -o "$$bindir/roam" ./cmd/roam; \
+	failed=""; \
+	for seed in $(CHAOS_SEEDS); do \
+	  echo "== chaos: seed $$seed, $(CHAOS_STRATEGIES)"; \
+	  ROAM_BINARY="$$bindir/roam" ROAM_CHAOS=long ROAM_CHAOS_SEED=$$seed \
+	  ROAM_CHAOS_STRATEGIES=$(CHAOS_STRATEGIES) ROAM_CHAOS_DURATION=$(CHAOS_DURATION) \
+	    $(GO) test -race -count=1 -timeout 30m -v \
+	      -run '^(TestChaos|TestLogoutWhilePrimaryIsAwayStaysLoggedOut)$$' ./chaos \
+	    || failed="$$failed $$seed"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "chaos: failed for seeds:$$failed" >&2; exit 1; fi
