@@ -128,6 +128,9 @@ func runChaos(t *testing.T, p plan) {
 	}
 	started := time.Now()
 	opts.LogDir = logDir(t)
+	if lvl := os.Getenv(envLogLevel); lvl != "" {
+		opts.NodeArgs = append(opts.NodeArgs, "--log-level", lvl)
+	}
 	cl := startCluster(t, opts)
 	t.Logf("%s: %d nodes ready in %v (isolated: %v)", p.strategy, len(cl.Nodes()), time.Since(started).Round(time.Millisecond), cl.Isolated())
 

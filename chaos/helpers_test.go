@@ -32,6 +32,9 @@ const (
 	// envLogDir keeps the nodes' logs there instead of in a temporary
 	// directory removed after a passing test.
 	envLogDir = "ROAM_CHAOS_LOGDIR"
+	// envLogLevel sets the nodes' --log-level (debug shows every
+	// forward, fetch and push, to trace a violation by its fingerprint).
+	envLogLevel = "ROAM_CHAOS_LOG_LEVEL"
 )
 
 func TestMain(m *testing.M) {

@@ -17,7 +17,10 @@ import (
 // target; a target that fails is replaced by the next member in the id's
 // ranking, which is sent the whole entry, so an acknowledged write is on
 // 1+Backups nodes even while a crash is still being detected. It returns
-// errDead when a replica held a tombstone that voids the write.
+// errDead when a replica held a tombstone that voids the write, and
+// ErrUnavailable (or ErrClosed) when no other node took a copy: such a
+// write stays applied here, but acknowledging it would let the crash of
+// this one node lose it.
 func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag *wire.Entry) error {
 	v := s.mem.view()
 	targets := s.targets(id, v)
@@ -37,42 +40,68 @@ func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag 
 	// caller's cancellation is ignored; the replication has its own bound.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.cfg.ReplicationTimeout)
 	defer cancel()
-	if len(targets) == 1 {
-		err := s.sendWrite(ctx, targets[0], v.peers[targets[0]], w)
-		if err == nil || errors.Is(err, errDead) {
-			return err
-		}
-		return s.substitute(ctx, id, v, targets, 1)
-	}
 	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() { errs[i] = s.sendWrite(ctx, t, v.peers[t], w) })
+	if len(targets) == 1 {
+		errs[0] = s.sendWrite(ctx, targets[0], v.peers[targets[0]], w)
+	} else {
+		var wg sync.WaitGroup
+		for i, t := range targets {
+			wg.Go(func() { errs[i] = s.sendWrite(ctx, t, v.peers[t], w) })
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	failed := 0
+	var lastErr error
 	for _, err := range errs {
-		if errors.Is(err, errDead) {
+		switch {
+		case errors.Is(err, errDead):
 			return err
-		}
-		if err != nil {
+		case errors.Is(err, ErrClosed):
+			// This node is stopping: nothing it acknowledges now
+			// outlives it unless a peer already took the write.
+			return err
+		case err != nil:
 			failed++
+			lastErr = err
 		}
 	}
-	if failed == 0 || s.cfg.Mode == ModeAll {
-		// In ModeAll a failed peer is either dead (membership drops it) or
-		// behind; the sync pass brings it up to date.
+	if failed == 0 {
 		return nil
 	}
-	return s.substitute(ctx, id, v, targets, failed)
+	if s.cfg.Mode == ModeAll {
+		// A failed peer is either dead (membership drops it) or behind
+		// (the sync pass brings it up to date); one copy elsewhere is
+		// what makes the write survive this node.
+		if failed < len(targets) {
+			s.metrics.degraded.Inc()
+			return nil
+		}
+		return s.unreplicated(id, lastErr)
+	}
+	copies, err := s.substitute(ctx, id, v, targets, failed)
+	if err != nil {
+		return err
+	}
+	if copies+len(targets)-failed == 0 {
+		return s.unreplicated(id, lastErr)
+	}
+	return nil
+}
+
+// unreplicated is the error of a write no other node took a copy of.
+func (s *Store) unreplicated(id string, cause error) error {
+	s.log.Warn("write not acknowledged: no other node took a copy", "session", fingerprint(id), "error", cause)
+	return fmt.Errorf("%w: session %s: no replica took the write: %w", ErrUnavailable, fingerprint(id), cause)
 }
 
 // substitute sends id's whole entry to up to n members that are next in
-// its ranking after tried, to stand in for holders that failed.
-func (s *Store) substitute(ctx context.Context, id string, v *view, tried []string, n int) error {
+// its ranking after tried, to stand in for holders that failed. It returns
+// how many took it; fewer than n is a degraded write (counted), no error.
+func (s *Store) substitute(ctx context.Context, id string, v *view, tried []string, n int) (int, error) {
 	ranked := placement.Rank(id, v.ready, len(v.ready))
+	want, got := n, 0
 	for _, m := range ranked {
-		if n == 0 {
+		if got == want {
 			break
 		}
 		if m == s.self || slices.Contains(tried, m) {
@@ -80,22 +109,22 @@ func (s *Store) substitute(ctx context.Context, id string, v *view, tried []stri
 		}
 		x, ok := s.tab.get(id)
 		if !ok {
-			return nil
+			return got, nil
 		}
 		err := s.sendWrite(ctx, m, v.peers[m], wire.Write{Full: true, Entry: x})
-		if errors.Is(err, errDead) {
-			return err
+		if errors.Is(err, errDead) || errors.Is(err, ErrClosed) {
+			return got, err
 		}
 		if err == nil {
-			n--
+			got++
 			s.log.Debug("replicated to a stand-in holder", "session", fingerprint(id), "member", m)
 		}
 	}
-	if n > 0 {
+	if got < want {
 		s.metrics.degraded.Inc()
-		s.log.Warn("write acknowledged with fewer copies than configured", "session", fingerprint(id), "missing", n)
+		s.log.Warn("write has fewer copies than configured", "session", fingerprint(id), "missing", want-got)
 	}
-	return nil
+	return got, nil
 }
 
 // sendWrite sends w to one peer and settles its answer: a replica that
