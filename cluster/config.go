@@ -40,6 +40,7 @@ const (
 	DefaultProbeInterval      = 250 * time.Millisecond
 	DefaultProbeTimeout       = 200 * time.Millisecond
 	DefaultSuspicionMult      = 5
+	DefaultDeadMemberTTL      = 5 * time.Minute
 )
 
 // Config configures a cluster node. Only NodeID is required; every other
@@ -122,6 +123,16 @@ type Config struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	SuspicionMult int
+
+	// DeadMemberTTL is how long a member that failed (crashed, or cut off:
+	// not one that left gracefully) still counts in the cluster size of
+	// which a node must see at least half, itself included, to serve. A
+	// node that sees fewer is on the small side of a partition: it leaves
+	// placement, and when it sees enough members again it pulls its share
+	// before serving, so its stale copies never answer (docs/cluster.md,
+	// "Partitions"). Default DefaultDeadMemberTTL; negative turns the
+	// protection off (every node serves whatever it can see).
+	DeadMemberTTL time.Duration
 
 	// Logger receives membership and replication events. Default
 	// slog.Default().
@@ -227,6 +238,9 @@ func (c *Config) provision() error {
 	}
 	if c.ProbeTimeout > c.ProbeInterval {
 		return fmt.Errorf("cluster: Config.ProbeTimeout %v exceeds ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
+	}
+	if c.DeadMemberTTL == 0 {
+		c.DeadMemberTTL = DefaultDeadMemberTTL
 	}
 	if c.SuspicionMult == 0 {
 		c.SuspicionMult = DefaultSuspicionMult

@@ -87,10 +87,11 @@ func (s *Store) localOnly() bool {
 }
 
 // servable reports whether this node may serve calls from its own copy:
-// it is in placement and, if it has just woken from a long pause, the
-// check found it was not declared dead meanwhile.
+// it is in placement, sees at least half of the cluster (partition.go)
+// and, if it has just woken from a long pause, the check found it was not
+// declared dead meanwhile.
 func (s *Store) servable(ctx context.Context) bool {
-	if s.mem.selfState() != stateReady {
+	if s.mem.selfState() != stateReady || !s.mem.quorate.Load() || s.lapsedAt.Load() != 0 {
 		return false
 	}
 	s.pauseWait(ctx)
@@ -113,6 +114,15 @@ func (s *Store) route(ctx context.Context, f *wire.Forward, local func() (*sessi
 	}
 	if f.Hops >= maxHops {
 		return nil, errNotOwner
+	}
+	if s.mem.owed.Load() > 0 {
+		// A holder back from the dead (a healed partition) may hold stale
+		// copies until this node has sent it its state: ask the others
+		// first.
+		holders = slices.Clone(holders)
+		slices.SortStableFunc(holders, func(a, b string) int {
+			return cmpBool(s.mem.owes(a), s.mem.owes(b))
+		})
 	}
 	var lastErr error
 	for i, h := range holders {
@@ -153,6 +163,17 @@ func (s *Store) route(ctx context.Context, f *wire.Forward, local func() (*sessi
 		lastErr = errors.New("no ready member")
 	}
 	return nil, fmt.Errorf("%w: session %s: %w", ErrUnavailable, fingerprint(f.ID), lastErr)
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // errNotOwner is a forwarded call's answer from a node that neither holds
@@ -361,6 +382,7 @@ func (s *Store) applyLocal(ctx context.Context, id string, d *session.Delta) err
 	mu := s.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
+	lapses := s.lapses.Load()
 	now := s.nowNano()
 	st := s.status(id, now)
 	if !st.present && s.fetchOnMiss() {
@@ -387,6 +409,9 @@ func (s *Store) applyLocal(ctx context.Context, id string, d *session.Delta) err
 	if errors.Is(err, errDead) {
 		return session.ErrNotFound
 	}
+	if err == nil {
+		err = s.stillHeld(id, lapses)
+	}
 	return err
 }
 
@@ -395,6 +420,7 @@ func (s *Store) deleteLocal(ctx context.Context, id string) error {
 	mu := s.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
+	lapses := s.lapses.Load()
 	now := s.nowNano()
 	st := s.status(id, now)
 	if st.dead {
@@ -406,6 +432,9 @@ func (s *Store) deleteLocal(ctx context.Context, id string) error {
 	err := s.replicate(ctx, id, st.version, &frag)
 	if errors.Is(err, errDead) {
 		return nil
+	}
+	if err == nil {
+		err = s.stillHeld(id, lapses)
 	}
 	return err
 }

@@ -86,9 +86,14 @@ type member struct {
 	name   string
 	gossip string // host:port
 	meta
-	alive  bool
-	since  time.Time // when alive last changed
-	downAt time.Time // when it was last marked dead or left
+	alive bool
+	left  bool // its last departure was a graceful leave
+	// tookOver is whether this node saw half of the cluster when it last
+	// marked the member dead: then it, or its side, may have served the
+	// member's sessions in its place.
+	tookOver bool
+	since    time.Time // when alive last changed
+	downAt   time.Time // when it was last marked dead or left
 }
 
 // view is one immutable snapshot of the membership, shared by every
@@ -117,6 +122,19 @@ type membership struct {
 	state    memberState
 	epoch    uint64
 	recent   []replaced // views replaced within the last TransitionWindow, oldest first
+
+	// quorate is whether this node sees at least half of the members it
+	// knows (see Config.DeadMemberTTL); seen and all are the counts.
+	quorate   atomic.Bool
+	seen, all int
+	// contacts maps a member's name to when this node last heard from it
+	// directly (*atomic.Int64, unix ns): a probe it acknowledged, a peer
+	// call it made here.
+	contacts sync.Map
+	// owed is len(returned), read without the lock on every routed call.
+	owed atomic.Int32
+	// readyAt is when this node last entered placement (unix ns).
+	readyAt atomic.Int64
 
 	cur     atomic.Pointer[view]
 	changed chan struct{} // signalled (non-blocking) when the view changes
@@ -168,6 +186,7 @@ func (s *Store) memberlistConfig(d *mlDelegate) (*memberlist.Config, error) {
 	mc.Delegate = d
 	mc.Events = d
 	mc.Alive = d
+	mc.Ping = d
 	mc.Logger = log.New(&mlLogWriter{l: c.Logger.With("component", "memberlist")}, "", 0)
 	if len(c.Secret) > 0 {
 		mc.SecretKey = deriveKey(c.Secret, "gossip", 32)
@@ -239,6 +258,13 @@ func (d *mlDelegate) NotifyAlive(n *memberlist.Node) error {
 	return nil
 }
 
+// AckPayload and NotifyPingComplete make mlDelegate memberlist's
+// PingDelegate: every acknowledged probe renews the lease (inContact).
+func (d *mlDelegate) AckPayload() []byte { return nil }
+func (d *mlDelegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	d.m.contact(n.Name)
+}
+
 func (d *mlDelegate) NotifyJoin(n *memberlist.Node)   { d.m.observe(n, true) }
 func (d *mlDelegate) NotifyUpdate(n *memberlist.Node) { d.m.observe(n, true) }
 func (d *mlDelegate) NotifyLeave(n *memberlist.Node)  { d.m.observe(n, false) }
@@ -255,6 +281,7 @@ func newMembership(s *Store) *membership {
 		next:     make(chan struct{}),
 	}
 	m.cur.Store(&view{peers: map[string]string{}, at: s.cfg.Now()})
+	m.quorate.Store(true)
 	return m
 }
 
@@ -278,12 +305,21 @@ func (m *membership) observe(n *memberlist.Node, alive bool) {
 	if mem.alive != alive {
 		if alive && !mem.since.IsZero() && err == nil && md.state == stateReady {
 			m.returned[n.Name] = m.s.cfg.Now()
+			m.owed.Store(int32(len(m.returned)))
 			m.s.log.Info("member came back without restarting; sending it our state", "member", n.Name)
+			if m.state == stateReady {
+				// A partition healed or a pause ended: if the member's
+				// side declared us dead meanwhile, our copies may be
+				// stale too. Check before serving again.
+				m.s.checkDeclaredDead(m.s.readySince(), "a member came back")
+			}
 		}
 		mem.since = m.s.cfg.Now()
 		if !alive {
 			mem.downAt = mem.since
 		}
+		mem.left = !alive && n.State == memberlist.StateLeft
+
 		if alive {
 			m.s.log.Info("member up", "member", n.Name, "addr", n.Address(), "state", md.state)
 		} else {
@@ -291,6 +327,10 @@ func (m *membership) observe(n *memberlist.Node, alive bool) {
 		}
 	}
 	mem.alive = alive
+	if !alive && mem.downAt.Equal(mem.since) {
+		m.countLocked(m.s.cfg.Now())
+		mem.tookOver = m.quorate.Load()
+	}
 	mem.gossip = n.Address()
 	if err == nil {
 		mem.meta = md
@@ -320,6 +360,9 @@ type helloMsg struct{ node, gossip, peer string }
 func (m *membership) setState(st memberState) {
 	m.mu.Lock()
 	m.state = st
+	if st == stateReady {
+		m.readyAt.Store(m.s.cfg.Now().UnixNano())
+	}
 	m.rebuildLocked()
 	m.mu.Unlock()
 	if m.ml != nil {
@@ -374,6 +417,7 @@ func (m *membership) rebuildLocked() {
 	}
 	slices.Sort(v.ready)
 	slices.Sort(v.future)
+	m.countLocked(now)
 	old := m.cur.Load()
 	if slices.Equal(old.ready, v.ready) && slices.Equal(old.future, v.future) && mapsEqual(old.peers, v.peers) {
 		return
@@ -394,6 +438,79 @@ func (m *membership) rebuildLocked() {
 	case m.changed <- struct{}{}:
 	default:
 	}
+}
+
+// countLocked works out whether this node sees at least half of the
+// cluster: the live members (itself included) against those plus the
+// members that failed within DeadMemberTTL. A member that left gracefully
+// does not count, nor one never seen alive. Half is enough, so a two-node
+// cluster survives either crash (and an even split serves on both sides:
+// docs/cluster.md says to run an odd number of nodes). The caller holds
+// m.mu.
+func (m *membership) countLocked(now time.Time) {
+	seen, all := 1, 1
+	ttl := m.s.cfg.DeadMemberTTL
+	for _, mem := range m.members {
+		switch {
+		case mem.alive:
+			seen++
+			all++
+		case !mem.left && !mem.since.IsZero() && ttl > 0 && now.Sub(mem.downAt) < ttl:
+			all++
+		}
+	}
+	m.seen, m.all = seen, all
+	m.quorate.Store(ttl < 0 || 2*seen >= all)
+}
+
+// contact records that name was heard from directly just now.
+func (m *membership) contact(name string) {
+	now := m.s.cfg.Now().UnixNano()
+	if v, ok := m.contacts.Load(name); ok {
+		v.(*atomic.Int64).Store(now)
+		return
+	}
+	v := new(atomic.Int64)
+	v.Store(now)
+	m.contacts.Store(name, v)
+}
+
+// inContact reports whether this node heard, within d, from at least half
+// of the cluster (itself included; a member that just came up counts as
+// heard from). It is the lease that lets the node serve: its peers declare
+// it dead, and take over its sessions, no sooner than a suspicion timeout
+// after they last heard from it, so a node cut off stops serving first.
+func (m *membership) inContact(d time.Duration) bool {
+	if m.s.cfg.DeadMemberTTL < 0 {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.s.cfg.Now()
+	m.countLocked(now)
+	heard := 1
+	for name, mem := range m.members {
+		if !mem.alive {
+			continue
+		}
+		t := mem.since.UnixNano()
+		if v, ok := m.contacts.Load(name); ok {
+			t = max(t, v.(*atomic.Int64).Load())
+		}
+		if now.UnixNano()-t <= int64(d) {
+			heard++
+		}
+	}
+	return 2*heard >= m.all
+}
+
+// majority reports whether this node sees at least half of the cluster,
+// and the counts behind the answer.
+func (m *membership) majority() (ok bool, seen, all int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.countLocked(m.s.cfg.Now())
+	return m.quorate.Load(), m.seen, m.all
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -555,19 +672,34 @@ func (m *membership) returnedMembers() map[string]time.Time {
 	return out
 }
 
+// owes reports whether name came back from dead and has not been sent
+// this node's state yet.
+func (m *membership) owes(name string) bool {
+	if m.owed.Load() == 0 {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.returned[name]
+	return ok
+}
+
 // resynced clears name's debt if it was incurred at or before at.
 func (m *membership) resynced(name string, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if t, ok := m.returned[name]; ok && !t.After(at) {
 		delete(m.returned, name)
+		m.owed.Store(int32(len(m.returned)))
 	}
 }
 
-// sawDown reports whether name was marked dead (or left) at or after t.
+// sawDown reports whether name was marked dead (or left) at or after t
+// while this node saw half of the cluster, so that its side may have taken
+// over name's sessions.
 func (m *membership) sawDown(name string, t time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mem := m.members[name]
-	return mem != nil && !mem.downAt.IsZero() && !mem.downAt.Before(t)
+	return mem != nil && !mem.downAt.IsZero() && !mem.downAt.Before(t) && mem.tookOver
 }

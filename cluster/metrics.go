@@ -21,6 +21,7 @@ type metrics struct {
 	forwards    prometheus.Counter
 	failovers   prometheus.Counter
 	degraded    prometheus.Counter
+	minority    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, node string, mode Mode) (*metrics, error) {
@@ -53,10 +54,13 @@ func newMetrics(reg prometheus.Registerer, node string, mode Mode) (*metrics, er
 			Name: "roam_cluster_failovers_total", Help: "Calls this node served as a backup because the primary could not be reached.", ConstLabels: cl,
 		}),
 		degraded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "roam_cluster_degraded_writes_total", Help: "Writes acknowledged with fewer copies than configured (no stand-in reachable), or dropped from a full async queue.", ConstLabels: cl,
+			Name: "roam_cluster_degraded_writes_total", Help: "Writes acknowledged with fewer copies than configured (a stand-in missing), or dropped from a full async queue.", ConstLabels: cl,
+		}),
+		minority: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_cluster_minority_total", Help: "Times this node saw fewer than half of the cluster and left placement until it saw enough again (split-brain protection).", ConstLabels: cl,
 		}),
 	}
-	m.collectors = []prometheus.Collector{m.sessions, m.membersG, m.replication, m.bytesSent, m.bytesRecv, m.transfers, m.forwards, m.failovers, m.degraded}
+	m.collectors = []prometheus.Collector{m.sessions, m.membersG, m.replication, m.bytesSent, m.bytesRecv, m.transfers, m.forwards, m.failovers, m.degraded, m.minority}
 	for _, d := range []string{"in", "out", "fetched"} {
 		m.transfers.WithLabelValues(d)
 	}

@@ -86,6 +86,16 @@ type Store struct {
 	lastTick  atomic.Int64
 	pauseMu   sync.Mutex
 	pauseDone chan struct{} // closed when the running pause check is done; nil when none runs
+	// resyncing is set while the node is out of placement to pull its
+	// share again (after a pause, or on the small side of a partition).
+	resyncing atomic.Bool
+	// lapsedAt is when the node lost contact with half of the cluster
+	// (unix ns; 0 while in contact): it serves nothing from its copies
+	// until contact is back and the check says nobody took over.
+	lapsedAt atomic.Int64
+	// lapses counts the times the node lost its lease or left placement to
+	// re-sync: a write whose coordination spans one is not acknowledged.
+	lapses atomic.Uint64
 
 	rejoinMu sync.Mutex
 	rejoined map[string]time.Time // rate limit of joins triggered by peers memberlist thinks dead
@@ -156,11 +166,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.started = time.Now()
 	s.lastTick.Store(0)
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go s.startup()
 	go s.syncLoop()
 	go s.rejoinLoop()
 	go s.pauseWatch()
+	go s.minorityWatch()
 	s.log.Info("cluster node started", "mode", cfg.Mode, "gossip", s.gossipAddr, "peer", s.peerAddr, "seeds", cfg.Seeds, "sync", !cfg.Async, "authenticated", len(cfg.Secret) > 0)
 	return s, nil
 }
@@ -367,6 +378,7 @@ func (s *Store) noticePeer(name string) {
 	if name == "" || name == s.self {
 		return
 	}
+	s.mem.contact(name)
 	mem, ok := s.mem.member(name)
 	if !ok || mem.alive || mem.gossip == "" {
 		return
@@ -455,11 +467,13 @@ func (s *Store) pauseWatch() {
 		}
 		now := time.Since(s.started)
 		gap := now - time.Duration(s.lastTick.Load())
-		if gap > s.pauseLimit() && s.mem.selfState() == stateReady {
+		ready := s.mem.selfState() == stateReady
+		if gap > s.pauseLimit() && ready {
 			s.checkPause(gap)
 			continue // the check moves lastTick on
 		}
 		s.lastTick.Store(int64(now))
+		s.watchLease(ready)
 	}
 }
 
@@ -472,6 +486,16 @@ func (s *Store) pauseWatch() {
 // merge brings every tombstone and newer write) and comes back. Calls that
 // arrive meanwhile wait for the check (see servable).
 func (s *Store) checkPause(gap time.Duration) {
+	s.checkDeclaredDead(time.Now().Add(-gap-time.Second), "paused") // a second of margin for clock skew
+}
+
+// readySince is when this node last entered placement.
+func (s *Store) readySince() time.Time { return time.Unix(0, s.mem.readyAt.Load()) }
+
+// checkDeclaredDead starts, unless one is running, the check whether a
+// member that saw half of the cluster marked this node dead since since
+// (see checkPause); why says what prompted it, for the log.
+func (s *Store) checkDeclaredDead(since time.Time, why string) {
 	s.pauseMu.Lock()
 	if s.pauseDone != nil || s.bg.Err() != nil {
 		s.pauseMu.Unlock()
@@ -480,7 +504,6 @@ func (s *Store) checkPause(gap time.Duration) {
 	done := make(chan struct{})
 	s.pauseDone = done
 	s.pauseMu.Unlock()
-	since := time.Now().Add(-gap - time.Second) // a second of margin for clock skew
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -495,7 +518,13 @@ func (s *Store) checkPause(gap time.Duration) {
 			finish()
 			return
 		}
-		s.log.Warn("process was paused and declared dead meanwhile; re-syncing before serving again", "pause", gap)
+		if !s.resyncing.CompareAndSwap(false, true) {
+			finish() // out of placement already, re-syncing
+			return
+		}
+		defer s.resyncing.Store(false)
+		s.lapses.Add(1)
+		s.log.Warn("declared dead meanwhile by members that took over; re-syncing before serving again", "why", why, "since", since)
 		s.mem.setState(stateJoining)
 		s.ready.Store(false)
 		finish() // calls now see a joining node and forward
@@ -504,7 +533,7 @@ func (s *Store) checkPause(gap time.Duration) {
 		}
 		s.mem.setState(stateReady)
 		s.ready.Store(true)
-		s.log.Info("re-synced after a pause")
+		s.log.Info("re-synced", "why", why)
 	}()
 }
 

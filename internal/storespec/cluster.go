@@ -19,6 +19,9 @@ import (
 //	peer=host:port   replication listener (default: the cluster bind host,
 //	                 port + 1, so 7947 beside gossip on 7946)
 //	tombstone_ttl=D  how long deletions are remembered (default 12h)
+//	dead_member_ttl=D how long a failed member counts toward the half of
+//	                 the cluster a node must see to serve (default 5m;
+//	                 negative turns split-brain protection off)
 //
 // Gossip binds env.ClusterBind (roam node defaults it to the listen host,
 // port 7946) and joins env.Join. The store is Ready once its state transfer
@@ -73,8 +76,14 @@ func openCluster(ctx context.Context, mode string, env Env) (*Opened, error) {
 				return nil, bad(err)
 			}
 			cfg.TombstoneTTL = d
+		case "dead_member_ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, bad(err)
+			}
+			cfg.DeadMemberTTL = d
 		default:
-			return nil, fmt.Errorf("store spec %q: unknown option %q (want backups, sync, peer, tombstone_ttl)", "cluster:"+mode, key)
+			return nil, fmt.Errorf("store spec %q: unknown option %q (want backups, sync, peer, tombstone_ttl, dead_member_ttl)", "cluster:"+mode, key)
 		}
 	}
 	if cfg.Mode == cluster.ModeAll && q.Has("backups") {
