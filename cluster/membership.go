@@ -318,16 +318,20 @@ func (m *membership) observe(n *memberlist.Node, alive bool) {
 		if !alive {
 			mem.downAt = mem.since
 		}
-		mem.left = !alive && n.State == memberlist.StateLeft
-
+		// memberlist's NotifyLeave passes a Node whose State field it never
+		// updates (its nodeState.State shadows it), so a graceful leave is
+		// known by the phase the leaver gossiped before it went:
+		// stateLeaving, set by Close before the hand-off.
+		mem.left = !alive && (n.State == memberlist.StateLeft || (err == nil && md.state == stateLeaving) || mem.meta.state == stateLeaving)
 		if alive {
 			m.s.log.Info("member up", "member", n.Name, "addr", n.Address(), "state", md.state)
 		} else {
-			m.s.log.Info("member down", "member", n.Name, "addr", n.Address(), "left", n.State == memberlist.StateLeft)
+			m.s.log.Info("member down", "member", n.Name, "addr", n.Address(), "left", mem.left)
 		}
 	}
+	wentDown := mem.alive && !alive
 	mem.alive = alive
-	if !alive && mem.downAt.Equal(mem.since) {
+	if wentDown {
 		m.countLocked(m.s.cfg.Now())
 		mem.tookOver = m.quorate.Load()
 	}
