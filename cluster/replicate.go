@@ -51,8 +51,8 @@ func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag 
 		wg.Wait()
 	}
 	failed := 0
-	var lastErr error
-	for _, err := range errs {
+	var lastErr, servingErr error
+	for i, err := range errs {
 		switch {
 		case errors.Is(err, errDead):
 			return err
@@ -63,15 +63,25 @@ func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag 
 		case err != nil:
 			failed++
 			lastErr = err
+			if !isUnreachable(err) && slices.Contains(v.ready, targets[i]) {
+				servingErr = err
+			}
 		}
 	}
 	if failed == 0 {
 		return nil
 	}
 	if s.cfg.Mode == ModeAll {
-		// A failed peer is either dead (membership drops it) or behind
-		// (the sync pass brings it up to date); one copy elsewhere is
-		// what makes the write survive this node.
+		// Every ready peer serves reads of its own copy, so one that may
+		// be alive (it timed out, or answered an error) and lacks the
+		// write would answer stale: not acknowledged. A peer whose
+		// connection is refused or reset is gone (membership drops it; a
+		// restart pulls everything), and a joining one catches up by
+		// itself; one copy elsewhere then makes the write survive this
+		// node.
+		if servingErr != nil {
+			return s.unreplicated(id, servingErr)
+		}
 		if failed < len(targets) {
 			s.metrics.degraded.Inc()
 			return nil
@@ -88,10 +98,11 @@ func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag 
 	return nil
 }
 
-// unreplicated is the error of a write no other node took a copy of.
+// unreplicated is the error of a write not acknowledged for want of
+// copies.
 func (s *Store) unreplicated(id string, cause error) error {
-	s.log.Warn("write not acknowledged: no other node took a copy", "session", fingerprint(id), "error", cause)
-	return fmt.Errorf("%w: session %s: no replica took the write: %w", ErrUnavailable, fingerprint(id), cause)
+	s.log.Warn("write not acknowledged: a replica did not take it", "session", fingerprint(id), "error", cause)
+	return fmt.Errorf("%w: session %s: a replica did not take the write: %w", ErrUnavailable, fingerprint(id), cause)
 }
 
 // substitute sends id's whole entry to up to n members that are next in
