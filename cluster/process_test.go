@@ -2,7 +2,8 @@ package cluster
 
 // Tests with real `roam node` processes on 127.0.0.x addresses, driven over
 // the demo app's HTTP API, killed with SIGKILL, stopped with SIGTERM and
-// frozen with SIGSTOP. They build ./cmd/roam once; -short skips them.
+// frozen with SIGSTOP. They run $ROAM_BINARY or build ./cmd/roam once
+// (internal/testbin); -short skips them.
 
 import (
 	"bytes"
@@ -13,9 +14,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,51 +24,20 @@ import (
 	"time"
 
 	"github.com/roamsession/roam/internal/proc"
+	"github.com/roamsession/roam/internal/testbin"
 	"github.com/roamsession/roam/placement"
 )
 
-var roamBin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if roamBin.dir != "" {
-		os.RemoveAll(roamBin.dir)
-	}
-	os.Exit(code)
-}
-
-// buildRoam builds ./cmd/roam once per test binary.
+// buildRoam returns the roam binary (internal/testbin: $ROAM_BINARY, or
+// ./cmd/roam built once); -short skips the calling test.
 func buildRoam(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process test: skipped with -short")
 	}
-	roamBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "roam-cluster-test-")
-		if err != nil {
-			roamBin.err = err
-			return
-		}
-		roamBin.dir = dir
-		path := filepath.Join(dir, "roam")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/roamsession/roam/cmd/roam").CombinedOutput()
-		if err != nil {
-			roamBin.err = fmt.Errorf("go build ./cmd/roam: %v\n%s", err, out)
-			return
-		}
-		roamBin.path = path
-	})
-	if roamBin.err != nil {
-		t.Fatal(roamBin.err)
-	}
-	return roamBin.path
+	return testbin.Roam(t)
 }
 
 type pnode struct {
