@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -166,8 +165,7 @@ func (l *counterLoad) run(c *tcluster, workers int, stop <-chan struct{}, rounds
 						return
 					default:
 					}
-					ids := c.ids()
-					n := c.node(ids[rand.IntN(len(ids))])
+					n := c.anyNode()
 					next := l.acked[i] + 1
 					err := n.Apply(ctx, l.ids[i], setDelta("counter", strconv.Itoa(next)))
 					if err == nil {

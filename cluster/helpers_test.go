@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -134,6 +135,22 @@ func (c *tcluster) startAt(id, bind string) *Store {
 	}
 	c.t.Fatalf("start %s: %v", id, lastErr)
 	return nil
+}
+
+// anyNode returns a running node chosen at random, picked under the lock
+// so that a node stopping meanwhile (a rolling restart) is never chosen
+// after it is gone. Callers must cope with a node that stops right after.
+func (c *tcluster) anyNode() *Store {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nodes := make([]*Store, 0, len(c.nodes))
+	for _, s := range c.nodes {
+		nodes = append(nodes, s)
+	}
+	if len(nodes) == 0 {
+		c.t.Fatalf("no running node")
+	}
+	return nodes[rand.IntN(len(nodes))]
 }
 
 func (c *tcluster) node(id string) *Store {
