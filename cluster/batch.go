@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/roamsession/roam/cluster/internal/wire"
 )
@@ -46,7 +49,14 @@ type batcher struct {
 type peerBatch struct {
 	addr string
 	ch   chan *batchItem
+	// noStreamsUntil (unix nanoseconds) is set when the peer answered that
+	// it serves no write streams: until then batches go as requests.
+	noStreamsUntil atomic.Int64
 }
+
+// noStreamsRetry is how long a peer without write streams gets requests
+// before the next try: it may have been upgraded meanwhile.
+const noStreamsRetry = time.Minute
 
 func newBatcher(s *Store) *batcher { return &batcher{s: s, q: make(map[string]*peerBatch)} }
 
@@ -92,6 +102,12 @@ func (b *batcher) run(pb *peerBatch) {
 	defer b.wg.Done()
 	s := b.s
 	items := make([]*batchItem, 0, maxBatch)
+	var ws *writeStream
+	defer func() {
+		if ws != nil {
+			ws.close()
+		}
+	}()
 	for {
 		items = items[:0]
 		select {
@@ -114,7 +130,7 @@ func (b *batcher) run(pb *peerBatch) {
 			req.Items[i] = it.w
 		}
 		var res wire.Results
-		err := s.pc.call(s.bg, pb.addr, pathWrites, req, &res)
+		err := b.sendBatch(pb, &ws, req, &res)
 		if err == nil && len(res.Items) != len(items) {
 			err = fmt.Errorf("cluster: peer %s answered %d results for %d writes", pb.addr, len(res.Items), len(items))
 		}
@@ -124,6 +140,39 @@ func (b *batcher) run(pb *peerBatch) {
 			} else {
 				it.done <- batchResult{res: res.Items[i]}
 			}
+		}
+	}
+}
+
+// sendBatch sends req to pb's peer on the sender's write stream *ws,
+// opening one when there is none, or as a request of its own when the peer
+// serves no streams. A failed stream is closed and *ws cleared.
+func (b *batcher) sendBatch(pb *peerBatch, ws **writeStream, req *wire.Writes, res *wire.Results) error {
+	s := b.s
+	if time.Now().UnixNano() < pb.noStreamsUntil.Load() {
+		return s.pc.call(s.bg, pb.addr, pathWrites, req, res)
+	}
+	for attempt := 0; ; attempt++ {
+		if *ws == nil {
+			*ws = s.pc.openWriteStream(pb.addr)
+		}
+		served := (*ws).served
+		err := (*ws).roundTrip(req, res)
+		if err == nil {
+			return nil
+		}
+		*ws = nil
+		if errors.Is(err, errNoStreams) {
+			s.log.Info("peer serves no write streams: sending batches as requests", "peer", pb.addr)
+			pb.noStreamsUntil.Store(time.Now().Add(noStreamsRetry).UnixNano())
+			return s.pc.call(s.bg, pb.addr, pathWrites, req, res)
+		}
+		// A stream that served before may have broken while it sat idle
+		// (the peer restarted at the same address): like net/http with a
+		// dead keep-alive connection, try once more on a new one, which
+		// fails fast if the peer is really gone. Writes are idempotent.
+		if attempt > 0 || served == 0 || !isUnreachable(err) {
+			return err
 		}
 	}
 }

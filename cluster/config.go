@@ -154,6 +154,9 @@ type testHooks struct {
 	blockPeer func(addr string) bool
 	// memberlist adjusts the memberlist configuration.
 	memberlist func(*memberlist.Config)
+	// noWriteStreams makes the node serve no write streams (404), as a
+	// node of an older version would.
+	noWriteStreams bool
 }
 
 // provision fills the defaults of c and checks it. It returns an error that

@@ -22,6 +22,7 @@ type metrics struct {
 	failovers   prometheus.Counter
 	degraded    prometheus.Counter
 	minority    prometheus.Counter
+	streams     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, node string, mode Mode) (*metrics, error) {
@@ -59,8 +60,11 @@ func newMetrics(reg prometheus.Registerer, node string, mode Mode) (*metrics, er
 		minority: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roam_cluster_minority_total", Help: "Times this node saw fewer than half of the cluster and left placement until it saw enough again (split-brain protection).", ConstLabels: cl,
 		}),
+		streams: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roam_cluster_write_streams_opened_total", Help: "Write streams this node opened to its peers; one per peer while all is well, a new one after each failure.", ConstLabels: cl,
+		}),
 	}
-	m.collectors = []prometheus.Collector{m.sessions, m.membersG, m.replication, m.bytesSent, m.bytesRecv, m.transfers, m.forwards, m.failovers, m.degraded, m.minority}
+	m.collectors = []prometheus.Collector{m.sessions, m.membersG, m.replication, m.bytesSent, m.bytesRecv, m.transfers, m.forwards, m.failovers, m.degraded, m.minority, m.streams}
 	for _, d := range []string{"in", "out", "fetched"} {
 		m.transfers.WithLabelValues(d)
 	}

@@ -23,14 +23,17 @@ import (
 
 // Peer protocol paths, served on the replication listener.
 const (
-	pathPrefix  = "/roam/v1/"
-	pathWrites  = "writes"
-	pathForward = "forward"
-	pathFetch   = "fetch"
-	pathPull    = "pull"
-	pathHello   = "hello"
-	pathQuery   = "query"
-	pathPing    = "ping"
+	pathPrefix = "/roam/v1/"
+	pathWrites = "writes"
+	// pathWriteStream carries batches of writes on one long-lived stream
+	// (stream.go).
+	pathWriteStream = "write-stream"
+	pathForward     = "forward"
+	pathFetch       = "fetch"
+	pathPull        = "pull"
+	pathHello       = "hello"
+	pathQuery       = "query"
+	pathPing        = "ping"
 
 	headerNode = "Roam-Node"
 )
@@ -290,6 +293,9 @@ func (s *Store) startPeerServer(ln net.Listener, serverTLS *tls.Config) *peerSer
 	ps := &peerServer{s: s, ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+pathPrefix+"{op}", ps.handle)
+	if h := s.cfg.hooks; h == nil || !h.noWriteStreams {
+		mux.HandleFunc("POST "+pathPrefix+pathWriteStream, ps.serveWriteStream)
+	}
 	ps.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -59,12 +60,13 @@ func fuzzPeer(f *testing.F) (*cluster.Store, *http.Client) {
 // left out: they register a joiner at an address taken from the frame,
 // which the node would then dial, and a fuzzer must not make the test
 // reach beyond loopback.
-var fuzzOps = []string{"writes", "forward", "fetch", "query", "ping"}
+var fuzzOps = []string{"writes", "forward", "fetch", "query", "ping", "write-stream"}
 
 // FuzzPeerFrames posts arbitrary frames to a live node's replication
 // endpoints, as a peer would: the node answers every one with a status (a
-// bad frame gets 400), never breaks the stream (a panicking handler
-// would), and still answers a ping and serves its sessions afterwards.
+// bad frame gets 400; on a write stream, already answered 200, an Error
+// frame), never breaks the stream (a panicking handler would), and still
+// answers a ping and serves its sessions afterwards.
 func FuzzPeerFrames(f *testing.F) {
 	st := wire.Stamp{T: uint64(time.Now().Add(time.Hour).UnixNano()), Node: "n2"}
 	ent := wire.Entry{ID: "canary", Born: st, Created: 1, TouchedStamp: st, Touched: 2, ExpiresStamp: st,
@@ -79,6 +81,9 @@ func FuzzPeerFrames(f *testing.F) {
 	} {
 		f.Add(op, wire.Marshal(m))
 	}
+	// Two batches on one write stream, then one the node cannot decode.
+	writes := wire.Marshal(&wire.Writes{From: "n2", Items: []wire.Write{{Full: true, Prev: st, Entry: ent}}})
+	f.Add(byte(5), append(append(slices.Clip(writes), writes...), wire.Marshal(&wire.Ping{})...))
 	f.Add(byte(0), []byte{})
 	f.Add(byte(1), wire.Marshal(&wire.Ping{}))        // a frame of the wrong type
 	f.Add(byte(2), []byte{0xff, 0xff, 0xff, 0xff, 0}) // a header claiming a huge frame
