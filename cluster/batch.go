@@ -156,9 +156,11 @@ func (b *batcher) sendBatch(pb *peerBatch, ws **writeStream, req *wire.Writes, r
 		if *ws == nil {
 			*ws = s.pc.openWriteStream(pb.addr)
 		}
-		served := (*ws).served
 		err := (*ws).roundTrip(req, res)
 		if err == nil {
+			if (*ws).closed {
+				*ws = nil
+			}
 			return nil
 		}
 		*ws = nil
@@ -167,11 +169,13 @@ func (b *batcher) sendBatch(pb *peerBatch, ws **writeStream, req *wire.Writes, r
 			pb.noStreamsUntil.Store(time.Now().Add(noStreamsRetry).UnixNano())
 			return s.pc.call(s.bg, pb.addr, pathWrites, req, res)
 		}
-		// A stream that served before may have broken while it sat idle
-		// (the peer restarted at the same address): like net/http with a
-		// dead keep-alive connection, try once more on a new one, which
+		// A stream may have broken while it sat idle (the peer restarted
+		// at the same address, or ended it as idle), and a new one may
+		// meet a connection the peer is closing (GOAWAY; a pipe body
+		// cannot be replayed by net/http): like net/http with a dead
+		// keep-alive connection, try once more on a new stream, which
 		// fails fast if the peer is really gone. Writes are idempotent.
-		if attempt > 0 || served == 0 || !isUnreachable(err) {
+		if attempt > 0 || !isUnreachable(err) {
 			return err
 		}
 	}

@@ -37,8 +37,9 @@ type writeStream struct {
 	opened chan openResult
 	body   io.ReadCloser
 	buf    []byte
-	// served counts the batches answered on this stream.
-	served int
+	// answered is set once the answer on opened was taken; closed once
+	// the stream was closed.
+	answered, closed bool
 }
 
 type openResult struct {
@@ -86,12 +87,19 @@ func (ws *writeStream) roundTrip(req *wire.Writes, res *wire.Results) error {
 	})
 	defer t.Stop()
 	ws.buf = wire.Append(ws.buf[:0], req)
+	if len(ws.buf)-wire.HeaderLen > maxFrame {
+		// The peer would refuse it and end the stream, which would look
+		// like a broken connection; this is the sender's fault, and a
+		// request of its own would have been answered 400 all the same.
+		return &callError{peer: ws.addr, op: pathWriteStream, err: fmt.Errorf("%w: batch of %d bytes", wire.ErrTooLarge, len(ws.buf))}
+	}
 	c.s.metrics.bytesSent.Add(float64(len(ws.buf)))
 	_, err := ws.pw.Write(ws.buf)
 	if ws.body == nil {
 		// The first frame is out (or the POST failed, which closes the
 		// pipe): now the peer's answer.
 		o := <-ws.opened
+		ws.answered = true
 		switch {
 		case o.err != nil:
 			err = o.err
@@ -125,10 +133,9 @@ func (ws *writeStream) roundTrip(req *wire.Writes, res *wire.Results) error {
 	if err == nil {
 		if !t.Stop() {
 			// The timer fired as the answer came: the answer stands, the
-			// stream is being torn down.
-			ws.pw.CloseWithError(context.DeadlineExceeded)
+			// stream is torn down (sendBatch sees closed).
+			ws.close()
 		}
-		ws.served++
 		return nil
 	}
 	ws.close()
@@ -148,11 +155,15 @@ func (ws *writeStream) roundTrip(req *wire.Writes, res *wire.Results) error {
 // close ends the stream. The POST's goroutine finishes by itself: the
 // cancelled context ends Do.
 func (ws *writeStream) close() {
+	if ws.closed {
+		return
+	}
+	ws.closed = true
+	ws.pw.Close() // first, so that the peer sees the stream end cleanly
 	ws.cancel()
-	ws.pw.Close()
 	if ws.body != nil {
 		ws.body.Close()
-	} else {
+	} else if !ws.answered {
 		go func() {
 			if o := <-ws.opened; o.err == nil {
 				o.res.Body.Close()
@@ -160,6 +171,10 @@ func (ws *writeStream) close() {
 		}()
 	}
 }
+
+// streamIdleTimeout is how long the peer side of a write stream waits for
+// the next frame before it ends the stream.
+const streamIdleTimeout = 2 * time.Minute
 
 // serveWriteStream is the peer side: it answers every Writes frame of the
 // stream with a Results frame until the sender ends the stream, the
@@ -183,6 +198,10 @@ func (ps *peerServer) serveWriteStream(w http.ResponseWriter, r *http.Request) {
 	from := r.Header.Get(headerNode)
 	var buf []byte
 	for {
+		// A stream nobody sends on, or a frame that never finishes, must
+		// not hold a goroutine (and the frame's buffer) for ever; the
+		// sender opens a new stream when it next has a batch.
+		_ = rc.SetReadDeadline(time.Now().Add(streamIdleTimeout))
 		t, p, err := wire.ReadFrame(r.Body, maxFrame)
 		if err != nil {
 			if errors.Is(err, wire.ErrCorrupt) || errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrVersion) {

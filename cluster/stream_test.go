@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"net"
+	"runtime"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/roamsession/roam/cluster/internal/wire"
 	"github.com/roamsession/roam/internal/proc"
@@ -126,6 +130,11 @@ func TestBatchAfterPeerRestartReachesIt(t *testing.T) {
 	n1 := c.node("n1")
 	pb := &peerBatch{addr: c.node("n2").PeerAddr()}
 	var ws *writeStream
+	defer func() {
+		if ws != nil {
+			ws.close()
+		}
+	}()
 	send := func(counter string) error {
 		id := session.NewID()
 		d := newDelta("counter", counter)
@@ -152,4 +161,62 @@ func TestBatchAfterPeerRestartReachesIt(t *testing.T) {
 	if err := send("2"); err != nil {
 		t.Errorf("first batch after the peer restarted: %v, want it delivered on a new stream", err)
 	}
+}
+
+// Streams that fail to open, to a port nobody listens on or to one that
+// accepts and never answers, leave no goroutine behind, and each failure
+// is classified: refused is unreachable, silence is a timeout.
+func TestFailedWriteStreamsLeakNothing(t *testing.T) {
+	c := newTCluster(t, ModeBackup, 1, func(cfg *Config) { cfg.ReplicationTimeout = 200 * time.Millisecond })
+	n1 := c.node("n1")
+	refused, err := proc.FreeAddr("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	defer func() {
+		for _, cn := range held {
+			cn.Close()
+		}
+	}()
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			cn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, cn)
+			heldMu.Unlock()
+		}
+	}()
+	before := runtime.NumGoroutine()
+	for range 10 {
+		for _, tc := range []struct {
+			addr string
+			is   func(error) bool
+			want string
+		}{{refused, isUnreachable, "unreachable"}, {silent.Addr().String(), isTimeout, "a timeout"}} {
+			ws := n1.pc.openWriteStream(tc.addr)
+			var res wire.Results
+			err := ws.roundTrip(&wire.Writes{From: "n1"}, &res)
+			if err == nil || !tc.is(err) {
+				t.Fatalf("stream to %s: %v, want %s", tc.addr, err, tc.want)
+			}
+		}
+	}
+	heldMu.Lock()
+	for _, cn := range held {
+		cn.Close()
+	}
+	heldMu.Unlock()
+	waitFor(t, 5*time.Second, "goroutines back to their number before the failed streams", func() bool {
+		return runtime.NumGoroutine() <= before+3
+	})
 }
