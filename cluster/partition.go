@@ -46,21 +46,13 @@ func (s *Store) watchLease(ready bool) {
 // half of the cluster (dead members age out of the count without any
 // gossip event), and when it does not, runs leaveMinority.
 func (s *Store) minorityWatch() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.ProbeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bg.Done():
-			return
-		case <-t.C:
-		}
+	s.every(s.cfg.ProbeInterval, func() {
 		ok, seen, all := s.mem.majority()
 		if ok || s.mem.selfState() != stateReady || s.leaving.Load() {
-			continue
+			return
 		}
 		s.leaveMinority(seen, all)
-	}
+	})
 }
 
 // leaveMinority takes the node out of placement, waits until it sees half

@@ -409,24 +409,32 @@ func (s *Store) noticeRejoin(name, addr string) {
 // are missing from the membership: memberlist never heals a partition by
 // itself (memberlist #222).
 func (s *Store) rejoinLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.RejoinInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bg.Done():
-			return
-		case <-t.C:
-		}
+	s.every(s.cfg.RejoinInterval, func() {
 		targets := s.mem.rejoinTargets()
 		if len(targets) == 0 {
-			continue
+			return
 		}
 		n, err := s.ml.Join(targets)
 		if n > 0 {
 			s.log.Debug("re-joined", "targets", targets, "reached", n)
 		} else if err != nil {
 			s.log.Debug("re-join found nobody", "targets", targets, "error", err)
+		}
+	})
+}
+
+// every runs fn every d until the store stops. It is meant to run as one
+// of the store's background goroutines (s.wg).
+func (s *Store) every(d time.Duration, fn func()) {
+	defer s.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
@@ -456,25 +464,17 @@ func (s *Store) paused() bool {
 // pauseLimit and checks whether it was declared dead meanwhile (see
 // checkPause).
 func (s *Store) pauseWatch() {
-	defer s.wg.Done()
-	t := time.NewTicker(pauseTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bg.Done():
-			return
-		case <-t.C:
-		}
+	s.every(pauseTick, func() {
 		now := time.Since(s.started)
 		gap := now - time.Duration(s.lastTick.Load())
 		ready := s.mem.selfState() == stateReady
 		if gap > s.pauseLimit() && ready {
 			s.checkPause(gap)
-			continue // the check moves lastTick on
+			return // the check moves lastTick on
 		}
 		s.lastTick.Store(int64(now))
 		s.watchLease(ready)
-	}
+	})
 }
 
 // checkPause starts, unless one is running, the check after a pause of
