@@ -91,6 +91,7 @@ func (ws *writeStream) roundTrip(req *wire.Writes, res *wire.Results) error {
 		// The peer would refuse it and end the stream, which would look
 		// like a broken connection; this is the sender's fault, and a
 		// request of its own would have been answered 400 all the same.
+		ws.close()
 		return &callError{peer: ws.addr, op: pathWriteStream, err: fmt.Errorf("%w: batch of %d bytes", wire.ErrTooLarge, len(ws.buf))}
 	}
 	c.s.metrics.bytesSent.Add(float64(len(ws.buf)))

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"strconv"
@@ -217,6 +218,25 @@ func TestFailedWriteStreamsLeakNothing(t *testing.T) {
 	}
 	heldMu.Unlock()
 	waitFor(t, 5*time.Second, "goroutines back to their number before the failed streams", func() bool {
+		return runtime.NumGoroutine() <= before+3
+	})
+}
+
+// A batch too large for a frame is the sender's error, not a sign that the
+// peer is gone (which would let a write be acknowledged without its copy),
+// and the stream it was meant for is closed, not leaked.
+func TestOversizedBatchIsTheSendersError(t *testing.T) {
+	c := newTCluster(t, ModeBackup, 2, nil)
+	n1 := c.node("n1")
+	before := runtime.NumGoroutine()
+	ws := n1.pc.openWriteStream(c.node("n2").PeerAddr())
+	huge := wire.Write{Full: true, Entry: wire.Entry{ID: "x", Attrs: []wire.Attr{{Key: "k", Value: make([]byte, maxFrame+1)}}}}
+	var res wire.Results
+	err := ws.roundTrip(&wire.Writes{From: "n1", Items: []wire.Write{huge}}, &res)
+	if !errors.Is(err, wire.ErrTooLarge) || isUnreachable(err) || isTimeout(err) {
+		t.Fatalf("oversized batch: %v, want wire.ErrTooLarge, neither unreachable nor a timeout", err)
+	}
+	waitFor(t, 5*time.Second, "goroutines back to their number before the stream", func() bool {
 		return runtime.NumGoroutine() <= before+3
 	})
 }
