@@ -12,16 +12,17 @@ import (
 )
 
 // Group commit: concurrent sync writes bound for the same peer share one
-// request. A write that finds nothing in flight is sent at once (no added
+// batch. A write that finds nothing in flight is sent at once (no added
 // latency when idle); under load the writes that queue meanwhile go out
-// together, which amortises the HTTP/2 and TLS cost per request.
+// together as the next batch, which amortises the cost of a round trip.
+// Batches travel on the sender's write stream (stream.go).
 //
-// One request in flight per peer, not several: the HTTP/2 round trip (two
-// write syscalls each way, a handler goroutine, HPACK) costs more CPU than
-// the wait it saves, and the writes that queue behind it make the next
-// batch bigger. Measured with BenchmarkThroughputThroughBalancer, same runs:
-// 4 in flight gave all 0.38–0.39×, backup 0.46–0.49× of memory + sticky;
-// 1 gave 0.45–0.47× and 0.52–0.53×.
+// One batch in flight per peer, not several: each round trip costs more
+// CPU than the wait it saves, and the writes that queue behind it make the
+// next batch bigger. Measured with BenchmarkThroughputThroughBalancer, same
+// runs, when batches were still requests of their own: 4 in flight gave all
+// 0.38–0.39×, backup 0.46–0.49× of memory + sticky; 1 gave 0.45–0.47× and
+// 0.52–0.53×.
 const (
 	maxBatch        = 128
 	batchesInFlight = 1 // per peer
