@@ -150,9 +150,14 @@ func (t *filterTransport) DialTimeout(addr string, d time.Duration) (net.Conn, e
 	}
 	return t.Transport.DialTimeout(addr, d)
 }
+// Shutdown stops the inner transport first: its UDP listener waits on an
+// unbuffered channel that only the forwarders drain, so stopping them first
+// could leave its Shutdown waiting for ever (it hung a test for 10 minutes).
+// memberlist reads PacketCh until this returns.
 func (t *filterTransport) Shutdown() error {
+	err := t.Transport.Shutdown()
 	t.once.Do(func() { close(t.done) })
-	return t.Transport.Shutdown()
+	return err
 }
 
 // readySet returns the ready members node id sees.
