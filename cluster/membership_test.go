@@ -150,6 +150,7 @@ func (t *filterTransport) DialTimeout(addr string, d time.Duration) (net.Conn, e
 	}
 	return t.Transport.DialTimeout(addr, d)
 }
+
 // Shutdown stops the inner transport first: its UDP listener waits on an
 // unbuffered channel that only the forwarders drain, so stopping them first
 // could leave its Shutdown waiting for ever (it hung a test for 10 minutes).
