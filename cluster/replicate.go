@@ -18,9 +18,10 @@ import (
 // ranking, which is sent the whole entry, so an acknowledged write is on
 // 1+Backups nodes even while a crash is still being detected. It returns
 // errDead when a replica held a tombstone that voids the write, and
-// ErrUnavailable (or ErrClosed) when no other node took a copy: such a
-// write stays applied here, but acknowledging it would let the crash of
-// this one node lose it.
+// ErrUnavailable (or ErrClosed) when no other node took a copy, or in
+// ModeAll when a ready peer that may be alive did not take it (it would
+// serve reads without it): such a write stays applied here, but
+// acknowledging it could lose it or let it be read back stale.
 func (s *Store) replicate(ctx context.Context, id string, prev wire.Stamp, frag *wire.Entry) error {
 	v := s.mem.view()
 	targets := s.targets(id, v)

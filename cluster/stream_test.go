@@ -11,7 +11,6 @@ import (
 
 	"github.com/roamsession/roam/cluster/internal/wire"
 	"github.com/roamsession/roam/internal/proc"
-
 	"github.com/roamsession/roam/placement"
 	"github.com/roamsession/roam/session"
 )
@@ -54,7 +53,7 @@ func writeAtPrimary(t *testing.T, c *tcluster, from, to string, n, count int) []
 	return ids
 }
 
-// Sync writes to one peer travel on one long-lived stream: a hundred
+// Sync writes to one peer travel on one long-lived stream: 110
 // acknowledged writes open one stream, and the backup holds every one.
 func TestWritesToAPeerShareOneStream(t *testing.T) {
 	c := newTCluster(t, ModeBackup, 2, nil)
@@ -178,14 +177,18 @@ func TestFailedWriteStreamsLeakNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	var heldMu sync.Mutex
 	var held []net.Conn
-	defer func() {
+	closeHeld := func() {
+		heldMu.Lock()
+		defer heldMu.Unlock()
 		for _, cn := range held {
 			cn.Close()
 		}
-	}()
-	var heldMu sync.Mutex
+		held = nil
+	}
+	defer closeHeld()    // second: the connections it accepted
+	defer silent.Close() // first: no more of them
 	go func() {
 		for {
 			cn, err := silent.Accept()
@@ -212,11 +215,7 @@ func TestFailedWriteStreamsLeakNothing(t *testing.T) {
 			}
 		}
 	}
-	heldMu.Lock()
-	for _, cn := range held {
-		cn.Close()
-	}
-	heldMu.Unlock()
+	closeHeld()
 	waitFor(t, 5*time.Second, "goroutines back to their number before the failed streams", func() bool {
 		return runtime.NumGoroutine() <= before+3
 	})
